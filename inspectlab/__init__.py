@@ -1,0 +1,24 @@
+"""inspectlab: everything about a PyTorch network in one command.
+
+Importing this package does not import torch; the public functions import it when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = ("summary", "trace", "build_model", "list_models")
+
+
+def __getattr__(name: str) -> Any:
+    """Load the public API lazily, so that `import inspectlab` stays free of torch."""
+    if name in _API:
+        from inspectlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'inspectlab' has no attribute {name!r}")
+
+
+__all__ = [*_API, "__version__"]

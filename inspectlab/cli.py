@@ -1,0 +1,155 @@
+"""The `inspectlab` command line: parse options, call the API, render. No analysis logic here."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from inspectlab.errors import InspectlabError
+
+app = typer.Typer(
+    name="inspectlab",
+    help="Everything about a PyTorch network: params, FLOPs/MACs, shapes, receptive fields, latency, "
+    "memory, graphs and feature dumps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    html = "html"
+
+
+ModelArg = Annotated[str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, or path/to/file.py:factory.")]
+ArgsOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
+DepthOption = Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def guarded(command: Callable[[], None]) -> None:
+    """Run a command body: user errors and failures become one line on stderr, exit code 2."""
+    try:
+        command()
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
+        typer.echo(f"error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
+        raise typer.Exit(2) from None
+
+
+def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",
+         document: Any = None, output: str | None = None, force: bool = False,
+         footer: Any = None) -> None:
+    """Print or write rows in the chosen format; json writes `document` when given."""
+    from inspectlab.render import formats
+
+    if fmt == "table" and output is None:
+        from rich.console import Console
+
+        console = Console()
+        console.print(formats.rich_table(rows, columns, title))
+        if footer is not None:
+            console.print(footer)
+        return
+    if fmt == "json":
+        text = formats.to_json(document if document is not None else list(rows))
+    elif fmt == "csv":
+        text = formats.rows_to_csv(rows, [c.key for c in columns])
+    elif fmt == "html":
+        text = formats.rows_to_html(rows, columns, title)
+    else:  # markdown, and table written to a file
+        text = formats.rows_to_markdown(rows, columns, title)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        formats.write_atomic(output, text, force)
+        typer.echo(f"wrote {output}", err=True)
+
+
+def parse_args(pairs: list[str] | None) -> dict[str, Any]:
+    from inspectlab.models.registry import parse_builder_args
+
+    return parse_builder_args(pairs or [])
+
+
+@app.command("list")
+def list_command(
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="Output format.")] = TableFormat.table,
+) -> None:
+    """List the zoo: name, family, params, default input, description."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.render.formats import Column, shape_text, thousands
+
+        rows = api.list_models()
+        columns = [
+            Column("name", "name"), Column("family", "family"),
+            Column("params", "params", thousands, numeric=True),
+            Column("default_input", "default input", shape_text), Column("description", "description"),
+        ]
+        emit(fmt.value, rows, columns, title="inspectlab zoo")
+
+    guarded(body)
+
+
+@app.command("tree")
+def tree_command(
+    model: ModelArg,
+    depth: DepthOption = 2,
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="Output format.")] = TableFormat.table,
+    args: ArgsOption = None,
+) -> None:
+    """Show the module hierarchy (from children()) with type and own/total params per node."""
+
+    def body() -> None:
+        from dataclasses import asdict
+
+        from inspectlab import api
+        from inspectlab.render.formats import Column, thousands
+
+        nodes = api.tree(model, depth, parse_args(args))
+        rows = [
+            {**asdict(node), "label": "  " * node.depth + node.name.rsplit(".", 1)[-1]} for node in nodes
+        ]
+        columns = [
+            Column("label", "module"), Column("type", "type"),
+            Column("own_params", "own params", thousands, numeric=True),
+            Column("total_params", "total params", thousands, numeric=True),
+        ]
+        emit(fmt.value, rows, columns, title=f"{model} (depth {depth})",
+             document=[asdict(node) for node in nodes])
+
+    guarded(body)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

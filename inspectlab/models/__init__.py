@@ -1,0 +1,1 @@
+"""The zoo: networks written for inspectlab, and the registry that names them."""

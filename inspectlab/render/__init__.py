@@ -1,0 +1,1 @@
+"""Turning analysis results into terminal tables, JSON, CSV, Markdown, HTML, graphs and reports."""

@@ -1,0 +1,295 @@
+"""The recorder: one pass of a model under module hooks and a TorchDispatchMode builds a Trace.
+
+The pass runs on the meta device by default: parameters and inputs are replaced by meta tensors
+through `torch.func.functional_call`, so the user's model is not modified and no activation memory
+is used. Hooks are removed in `finally`, also when the forward raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
+
+from inspectlab.errors import InspectlabError
+from inspectlab.trace.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
+
+_META_HINTS = (
+    "meta", "data pointer", "item()", "_local_scalar_dense", "data-dependent", "is not on the expected device",
+)
+
+
+class NeedsRealRun(Exception):
+    """The forward cannot run on the meta device (value-dependent code, a CPU tensor made inside forward...)."""
+
+
+class ModelRejectedInput(InspectlabError):
+    """The model raised during its forward: names the innermost module running and the shapes it got."""
+
+
+class _TraceBuilder:
+    """Accumulates records during the pass."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[int, TensorInfo] = {}
+        self.ops: list[OpRecord] = []
+        self.calls: list[ModuleCall] = []
+        self.stack: list[int] = []
+        self.functions: list[str] = []
+        self.phase = "forward"
+        self._ids: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._keep: list[torch.Tensor] = []  # inputs/params stay alive so their ids stay unique
+
+    # tensors -------------------------------------------------------------------------------
+    def register(self, tensor: torch.Tensor, kind: str, name: str | None = None, producer: int | None = None,
+                 alias_of: int | None = None) -> int:
+        tensor_id = len(self.tensors)
+        storage = self.tensors[alias_of].storage if alias_of is not None else tensor_id
+        self.tensors[tensor_id] = TensorInfo(
+            id=tensor_id, shape=tuple(tensor.shape), dtype=str(tensor.dtype).removeprefix("torch."),
+            element_size=tensor.element_size(), kind=kind, producer=producer, name=name,
+            alias_of=alias_of, storage=storage,
+        )
+        self._ids[tensor] = tensor_id
+        if kind in ("input", "param", "buffer"):
+            self._keep.append(tensor)
+        return tensor_id
+
+    def id_of(self, tensor: torch.Tensor) -> int:
+        known = self._ids.get(tensor)
+        return known if known is not None else self.register(tensor, "constant")
+
+    def ids_in(self, *structures: Any) -> list[int]:
+        leaves, _ = tree_flatten(structures)
+        return [self.id_of(leaf) for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+    # ops -----------------------------------------------------------------------------------
+    def record_op(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+        index = len(self.ops)
+        schema = func._schema
+        named: dict[str, Any] = {}
+        for position, argument in enumerate(schema.arguments):
+            if position < len(args):
+                named[argument.name] = args[position]
+            elif argument.name in kwargs:
+                named[argument.name] = kwargs[argument.name]
+        plain: dict[str, Any] = {}
+        tensor_args: dict[str, int | list[int] | None] = {}
+        reads: list[int] = []
+        for name, value in named.items():
+            if isinstance(value, torch.Tensor):
+                tensor_args[name] = self.id_of(value)
+                reads.append(tensor_args[name])  # type: ignore[arg-type]
+            elif isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+                ids = [self.id_of(v) for v in value if isinstance(v, torch.Tensor)]
+                tensor_args[name] = ids
+                reads.extend(ids)
+            else:
+                plain[name] = _plain_value(value)
+        for tensor_id in reads:
+            self.tensors[tensor_id].consumers.append(index)
+
+        # arguments the op writes (in-place, out=): their tensors get a new version
+        written: dict[int, int] = {}  # python id of the tensor object -> new tensor id
+        for argument in schema.arguments:
+            info = argument.alias_info
+            value = named.get(argument.name)
+            if info is not None and info.is_write and isinstance(value, torch.Tensor):
+                old = self._ids.get(value)
+                written[id(value)] = self.register(value, "activation", producer=index, alias_of=old)
+        outputs: list[int] = []
+        returns = list(schema.returns)
+        flat_out, _ = tree_flatten(out)
+        for position, value in enumerate(flat_out):
+            if not isinstance(value, torch.Tensor):
+                continue
+            if id(value) in written:
+                outputs.append(written[id(value)])
+                continue
+            alias = returns[position].alias_info if position < len(returns) else None
+            source = _aliased_argument(schema, alias, named) if alias is not None else None
+            source_id = self._ids.get(source) if source is not None else None
+            outputs.append(self.register(value, "activation", producer=index, alias_of=source_id))
+        self.ops.append(OpRecord(
+            index=index, name=str(func), args=plain, tensor_args=tensor_args, inputs=reads,
+            outputs=outputs, module_call=self.stack[-1] if self.stack else None,
+            function=self.functions[0] if self.functions else None, phase=self.phase,
+            inplace=bool(written),
+        ))
+
+    # module calls ---------------------------------------------------------------------------
+    def enter(self, name: str, module: nn.Module, args: Any, kwargs: Any, call_count: int) -> None:
+        index = len(self.calls)
+        self.calls.append(ModuleCall(
+            index=index, name=name, type=type(module).__name__,
+            depth=0 if not name else name.count(".") + 1, call=call_count,
+            parent=self.stack[-1] if self.stack else None,
+            inputs=self.ids_in(args, kwargs), first_op=len(self.ops),
+        ))
+        self.stack.append(index)
+
+    def leave(self, output: Any) -> None:
+        call = self.calls[self.stack.pop()]
+        call.outputs = self.ids_in(output)
+        call.end_op = len(self.ops)
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    return str(value)
+
+
+def _aliased_argument(schema: Any, alias: Any, named: Mapping[str, Any]) -> Any:
+    for argument in schema.arguments:
+        info = argument.alias_info
+        if info is not None and info.before_set & alias.before_set:
+            return named.get(argument.name)
+    return None
+
+
+class _DispatchRecorder(TorchDispatchMode):
+    def __init__(self, builder: _TraceBuilder) -> None:
+        super().__init__()
+        self.builder = builder
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.builder.record_op(func, args, kwargs, out)
+        return out
+
+
+class _FunctionRecorder(TorchFunctionMode):
+    """Remembers the outermost torch-level function running (F.interpolate, torch.cat, Tensor.add)."""
+
+    def __init__(self, builder: _TraceBuilder) -> None:
+        super().__init__()
+        self.builder = builder
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.builder.functions.append(getattr(func, "__name__", str(func)))
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.builder.functions.pop()
+
+
+def _state_on(model: nn.Module, device: str) -> dict[str, torch.Tensor] | None:
+    """Meta (or other-device) stand-ins for the parameters and buffers not already there."""
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    if all(t.device.type == torch.device(device).type for t in tensors.values()):
+        return None
+    moved: dict[int, torch.Tensor] = {}
+    state = {}
+    for name, tensor in tensors.items():
+        if id(tensor) not in moved:
+            copy = tensor.detach().to(device) if device != "meta" else torch.empty_like(tensor, device="meta")
+            moved[id(tensor)] = copy.requires_grad_(tensor.requires_grad) if copy.is_floating_point() else copy
+        state[name] = moved[id(tensor)]
+    return state
+
+
+def module_nodes(model: nn.Module) -> dict[str, ModuleNode]:
+    """The module tree with each module's own parameters and buffers."""
+    nodes = {}
+    for name, module in model.named_modules():
+        nodes[name] = ModuleNode(
+            name=name, type=type(module).__name__, depth=0 if not name else name.count(".") + 1,
+            params={n: (tuple(p.shape), p.numel(), p.requires_grad) for n, p in module.named_parameters(recurse=False)},
+            buffers={n: tuple(b.shape) for n, b in module.named_buffers(recurse=False)},
+            is_leaf=next(module.children(), None) is None,
+        )
+    return nodes
+
+
+def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
+           device: str = "meta", backward: bool = False) -> Trace:
+    """Run `model(*args, **kwargs)` once under hooks and a dispatch mode, and return its Trace.
+
+    `args` must already be on `device`. Raises NeedsRealRun when the meta pass fails for a reason of
+    the meta device, and ModelRejectedInput when the model rejects its input.
+    """
+    kwargs = dict(kwargs or {})
+    builder = _TraceBuilder()
+    names = {module: name for name, module in model.named_modules()}
+    call_counts: dict[str, int] = {}
+    handles = []
+
+    def pre_hook(module: nn.Module, hook_args: Any, hook_kwargs: Any) -> None:
+        name = names[module]
+        builder.enter(name, module, hook_args, hook_kwargs, call_counts.get(name, 0))
+        call_counts[name] = call_counts.get(name, 0) + 1
+
+    def post_hook(module: nn.Module, hook_args: Any, hook_kwargs: Any, output: Any) -> None:
+        builder.leave(output)
+
+    state = _state_on(model, device)
+    stand_ins = state or {
+        **dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False)),
+    }
+    seen: set[int] = set()
+    for name, tensor in stand_ins.items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            builder.register(tensor, "param" if isinstance(tensor, nn.Parameter) or tensor.requires_grad else "buffer",
+                             name=name)
+    input_ids = builder.ids_in(args, kwargs)
+    for tensor_id in input_ids:
+        builder.tensors[tensor_id].kind = "input"
+    try:
+        for module in names:
+            handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
+        with _FunctionRecorder(builder), _DispatchRecorder(builder):
+            if state is None:
+                output = model(*args, **kwargs)
+            else:
+                output = torch.func.functional_call(model, state, tuple(args), kwargs, strict=False)
+            output_ids = builder.ids_in(output)
+            if backward:
+                _run_backward(builder, output)
+    except Exception as exc:
+        raise _classify(exc, builder, device) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Trace(
+        model_type=type(model).__name__, device=device, modules=module_nodes(model), calls=builder.calls,
+        ops=builder.ops, tensors=builder.tensors, inputs=input_ids, outputs=output_ids, training=model.training,
+    )
+
+
+def _run_backward(builder: _TraceBuilder, output: Any) -> None:
+    leaves, _ = tree_flatten(output)
+    differentiable = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not differentiable:
+        raise InspectlabError("--backward: no output requires grad (are all parameters frozen?)")
+    builder.phase = "objective"
+    objective = sum(t.float().sum() for t in differentiable)
+    builder.phase = "backward"
+    objective.backward()  # type: ignore[union-attr]
+
+
+def _classify(exc: Exception, builder: _TraceBuilder, device: str) -> Exception:
+    if isinstance(exc, InspectlabError):
+        return exc
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if device == "meta" and (isinstance(exc, NotImplementedError) or any(h in str(exc) for h in _META_HINTS)):
+        return NeedsRealRun(message)
+    if builder.stack:
+        call = builder.calls[builder.stack[-1]]
+        shapes = ", ".join("×".join(map(str, builder.tensors[t].shape)) for t in call.inputs) or "no tensor"
+        where = f"layer {call.label} ({call.type}) rejected input {shapes}"
+    else:
+        where = "the model rejected its input"
+    return ModelRejectedInput(f"{where}: {message}")
