@@ -8,7 +8,12 @@ from typing import Any
 from torch import nn
 
 from inspectlab.analysis.params import TreeNode, count_params, module_tree
+from inspectlab.inputs import Shape, example_inputs
 from inspectlab.models import registry
+from inspectlab.tracing.recorder import NeedsRealRun, record
+from inspectlab.tracing.records import Trace
+
+InputSize = Sequence[int] | Sequence[Sequence[int]]
 
 
 def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
@@ -47,7 +52,49 @@ def resolve_model(model_or_spec: nn.Module | str, args: Mapping[str, Any] | None
     return build_model(model_or_spec, args, device)
 
 
-def _shapes(input_size: Sequence[int] | Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+def input_shapes(model_or_spec: nn.Module | str, input_size: InputSize | None) -> list[Shape]:
+    """Normalise one shape or a list of shapes; default: the zoo entry's input (else 1x3x224x224)."""
+    if input_size is None:
+        spec = model_or_spec if isinstance(model_or_spec, str) else ""
+        return [registry.default_input(spec) if spec else registry.IMAGENET]
     if input_size and isinstance(input_size[0], int):
         return [tuple(input_size)]  # type: ignore[arg-type]
     return [tuple(s) for s in input_size]  # type: ignore[union-attr]
+
+
+def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          device: str = "meta", dtype: str = "float32", backward: bool = False) -> Trace:
+    """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors.
+
+    Runs on the meta device by default, so its cost does not depend on the input size; a model whose
+    forward needs real values falls back to a real run on the CPU, and the Trace's notes say so.
+    The user's model is never modified.
+    """
+    model = resolve_model(model_or_spec, args, device)
+    data = list(input_data) if input_data is not None else None
+    shapes = [tuple(t.shape) for t in data] if data is not None else input_shapes(model_or_spec, input_size)
+    try:
+        inputs = _on_device(data, device) if data is not None else example_inputs(shapes, dtype, device)
+        return record(model, inputs, device=device, backward=backward)
+    except NeedsRealRun as reason:
+        real_device = "cpu" if device == "meta" else device
+        if isinstance(model_or_spec, str):
+            model = build_model(model_or_spec, args, real_device)
+        else:
+            real_device = next((p.device.type for p in model.parameters()), "cpu")
+        inputs = _on_device(data, real_device) if data is not None else example_inputs(shapes, dtype, real_device)
+        result = record(model, inputs, device=real_device, backward=backward)
+        result.notes.append(f"the forward cannot run on the meta device ({reason}); ran on {real_device} instead")
+        return result
+
+
+def _on_device(tensors: list[Any], device: str) -> list[Any]:
+    import torch
+
+    def move(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        return torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+
+    return [move(t) for t in tensors]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
-from inspectlab.trace.records import OpRecord, Trace
+from inspectlab.tracing.records import OpRecord, Trace
 
 CATEGORIES = ("conv", "matmul", "attention", "norm", "activation", "pool", "resample", "elementwise",
               "reduction", "softmax", "memory")

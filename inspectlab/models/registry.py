@@ -181,7 +181,7 @@ def _call_builder(builder: Callable[..., Any], kwargs: dict[str, Any], device: s
 
     _check_kwargs(builder, kwargs, spec)
     try:
-        with torch.device(device):
+        with torch.device(device), _skip_meta_init_mode():
             model = builder(**kwargs)
     except InspectlabError:
         raise
@@ -192,6 +192,24 @@ def _call_builder(builder: Callable[..., Any], kwargs: dict[str, Any], device: s
     if not isinstance(model, nn.Module):
         raise InspectlabError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _skip_meta_init_mode() -> Any:
+    from torch.overrides import TorchFunctionMode
+
+    class SkipMetaInit(TorchFunctionMode):
+        """In-place ops (initialisers) on meta tensors do nothing: a meta tensor has no values to set,
+        and torch would import its compiler to decompose them (seconds)."""
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            name = getattr(func, "__name__", "")
+            if name.endswith("_") and not name.startswith("__") and getattr(target, "is_meta", False):
+                return target
+            return func(*args, **kwargs)
+
+    return SkipMetaInit()
 
 
 def _check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], spec: str) -> None:

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
 from inspectlab.errors import InspectlabError
-from inspectlab.trace.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
+from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
 
 _META_HINTS = (
     "meta", "data pointer", "item()", "_local_scalar_dense", "data-dependent", "is not on the expected device",
@@ -166,6 +166,19 @@ class _DispatchRecorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         self.builder.record_op(func, args, kwargs, out)
         return out
+
+
+def _skip_dynamo_import(mode: type[TorchDispatchMode]) -> None:
+    """torch wraps __torch_dispatch__ to disable dynamo, importing torch._dynamo (1-2 s) on first call.
+
+    The trace never runs under torch.compile, so mark the raw handler as already disabled.
+    """
+    raw = getattr(mode.__dict__.get("__torch_dispatch__"), "__wrapped__", None)
+    if raw is not None and not hasattr(raw, "__dynamo_disable"):
+        raw.__dynamo_disable = raw
+
+
+_skip_dynamo_import(_DispatchRecorder)
 
 
 class _FunctionRecorder(TorchFunctionMode):

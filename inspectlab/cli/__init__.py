@@ -1,0 +1,17 @@
+"""The `inspectlab` command line: parse options, call the API, render. No analysis logic here.
+
+Each command group lives in its own module; importing it registers its commands on `app`.
+"""
+
+from __future__ import annotations
+
+from inspectlab.cli import zoo  # noqa: F401  (registers commands)
+from inspectlab.cli.common import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

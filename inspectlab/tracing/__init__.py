@@ -1,0 +1,1 @@
+"""The recorder (hooks + dispatch mode) and the Trace data classes."""
