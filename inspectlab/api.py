@@ -7,7 +7,11 @@ from typing import Any
 
 from torch import nn
 
+from inspectlab.analysis.conventions import CONVENTIONS, DESCRIPTIONS, UNITS, convention_total
+from inspectlab.analysis.flops import count_flops
 from inspectlab.analysis.params import TreeNode, count_params, module_tree
+from inspectlab.analysis.report import Report
+from inspectlab.analysis.summary import summarize
 from inspectlab.inputs import Shape, example_inputs
 from inspectlab.models import registry
 from inspectlab.tracing.recorder import NeedsRealRun, record
@@ -87,6 +91,46 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
         result = record(model, inputs, device=real_device, backward=backward)
         result.notes.append(f"the forward cannot run on the meta device ({reason}); ran on {real_device} instead")
         return result
+
+
+def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+            input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
+            device: str = "meta", dtype: str = "float32", backward: bool = False) -> Report:
+    """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total."""
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
+                     backward=backward)
+    return summarize(recorded, _model_name(model_or_spec), depth=depth, backward=backward)
+
+
+def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          backward: bool = False, compare: bool = False) -> Report:
+    """Totals under every counting convention, the category breakdown, and (compare) each peer's own number."""
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, backward=backward)
+    count = count_flops(recorded)
+    peers: dict[str, Any] = {}
+    if compare:
+        from inspectlab.runtime.peers import peer_totals
+
+        real_model = resolve_model(model_or_spec, args, device="cpu")
+        inputs = _on_device(input_data, "cpu") if input_data is not None else example_inputs(
+            [tuple(s) for s in recorded.shapes(recorded.inputs)], "float32", "cpu")
+        peers = peer_totals(real_model, inputs, backward)
+    rows = []
+    for name in CONVENTIONS:
+        if backward and name in ("fvcore", "torchinfo"):
+            continue
+        rows.append({"convention": name, "unit": UNITS[name], "total": convention_total(count, name, backward),
+                     "peer": peers.get(name), "counts": DESCRIPTIONS[name]})
+    for row in rows:
+        row["match"] = (row["peer"] == row["total"]) if isinstance(row["peer"], int) else None
+    report = summarize(recorded, _model_name(model_or_spec), depth=0, backward=backward, count=count)
+    report.layers = rows
+    return report
+
+
+def _model_name(model_or_spec: nn.Module | str) -> str:
+    return model_or_spec if isinstance(model_or_spec, str) else type(model_or_spec).__name__
 
 
 def _on_device(tensors: list[Any], device: str) -> list[Any]:

@@ -101,12 +101,10 @@ def _convolution_backward(op: OpRecord, trace: Trace) -> OpCost:
     x, w = _shape(trace, op.tensor_args["input"]), _shape(trace, op.tensor_args["weight"])
     mask = op.args.get("output_mask") or [True, True, True]
     transposed = bool(op.args.get("transposed"))
-    macs = 0
-    if mask[0]:  # grad_input: same MACs as the forward
-        macs += conv_macs(grad_out, w, x, not transposed) if not transposed else conv_macs(x, w, grad_out, False)
-    if mask[1]:  # grad_weight: every weight element meets every output position once per sample
-        spatial = x[2:] if transposed else grad_out[2:]
-        macs += x[0] * prod(spatial) * prod(w)
+    forward_macs = conv_macs(x, w, grad_out, transposed)
+    # grad_input is a conv of grad_output with the weight, grad_weight one of x with grad_output:
+    # each costs what the forward costs.
+    macs = forward_macs * (bool(mask[0]) + bool(mask[1]))
     other = prod(grad_out) if len(mask) > 2 and mask[2] else 0  # grad_bias: a sum over N and space
     return OpCost(macs, other, "conv")
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from inspectlab.tracing.records import Trace
+
 
 @dataclass(frozen=True)
 class ParamCounts:
@@ -70,3 +72,25 @@ def module_tree(model: nn.Module, max_depth: int | None = None) -> list[TreeNode
 
     visit(model, "", 0)
     return nodes
+
+
+def count_params_of_node(trace: Trace) -> dict[str, tuple[int, int]]:
+    """(total, trainable) parameters of every module of a Trace's tree, each tensor counted once.
+
+    A module's parameters are its own plus its descendants'; a module registered under two names is
+    in the tree once (named_modules() removes duplicates), so its parameters count once.
+    """
+    totals: dict[str, tuple[int, int]] = {}
+    for name in sorted(trace.modules, key=lambda n: -trace.modules[n].depth):
+        node = trace.modules[name]
+        own = sum(numel for _, numel, _ in node.params.values())
+        own_trainable = sum(numel for _, numel, grad in node.params.values() if grad)
+        totals[name] = (own, own_trainable)
+    for name in sorted(trace.modules, key=lambda n: -trace.modules[n].depth):
+        if name:
+            parent = name.rpartition(".")[0]
+            if parent in totals:
+                total, trainable = totals[parent]
+                child_total, child_trainable = totals[name]
+                totals[parent] = (total + child_total, trainable + child_trainable)
+    return totals

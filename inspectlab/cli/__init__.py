@@ -5,7 +5,10 @@ Each command group lives in its own module; importing it registers its commands 
 
 from __future__ import annotations
 
-from inspectlab.cli import zoo  # noqa: F401  (registers commands)
+from inspectlab.cli import (
+    summary,  # noqa: F401
+    zoo,  # noqa: F401  (registers commands)
+)
 from inspectlab.cli.common import app
 
 

@@ -71,7 +71,7 @@ def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], ti
     if fmt == "table" and output is None:
         from rich.console import Console
 
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 200)
         console.print(formats.rich_table(rows, columns, title))
         if footer is not None:
             console.print(footer)

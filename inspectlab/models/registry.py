@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -176,12 +177,11 @@ def build_model(spec: str, kwargs: Mapping[str, Any] | None = None, device: str 
 
 
 def _call_builder(builder: Callable[..., Any], kwargs: dict[str, Any], device: str, spec: str) -> nn.Module:
-    import torch
     from torch import nn
 
     _check_kwargs(builder, kwargs, spec)
     try:
-        with torch.device(device), _skip_meta_init_mode():
+        with _build_context(device):
             model = builder(**kwargs)
     except InspectlabError:
         raise
@@ -194,22 +194,43 @@ def _call_builder(builder: Callable[..., Any], kwargs: dict[str, Any], device: s
     return model
 
 
-def _skip_meta_init_mode() -> Any:
-    from torch.overrides import TorchFunctionMode
+# In-place ops that change a tensor's metadata (shape, storage, autograd flag), not its values:
+# they must run on meta tensors too.
+_METADATA_OPS = frozenset({
+    "requires_grad_", "resize_", "resize_as_", "set_", "squeeze_", "unsqueeze_", "t_", "transpose_",
+    "swapdims_", "swapaxes_", "as_strided_", "detach_", "rename_",
+})
 
-    class SkipMetaInit(TorchFunctionMode):
-        """In-place ops (initialisers) on meta tensors do nothing: a meta tensor has no values to set,
-        and torch would import its compiler to decompose them (seconds)."""
+
+@functools.lru_cache(maxsize=1)
+def _build_context_class() -> type:
+    from torch.utils._device import DeviceContext, _device_constructors
+
+    class BuildContext(DeviceContext):
+        """`with torch.device(d)` in one torch-function mode, plus: in-place ops that only set values
+        (initialisers) do nothing on meta tensors. A meta tensor has no values, and some initialisers
+        (normal_) would make torch import its decompositions (a second). One mode, not two stacked:
+        building the zoo makes ~90k torch calls, each paying every active mode."""
 
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
-            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if func in _device_constructors():
+                if kwargs.get("device") is None:
+                    kwargs["device"] = self.device
+                return func(*args, **kwargs)
             name = getattr(func, "__name__", "")
-            if name.endswith("_") and not name.startswith("__") and getattr(target, "is_meta", False):
-                return target
+            if name.endswith("_") and not name.startswith("__") and name not in _METADATA_OPS:
+                target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+                if getattr(target, "is_meta", False):
+                    return target
             return func(*args, **kwargs)
 
-    return SkipMetaInit()
+    return BuildContext
+
+
+def _build_context(device: str) -> Any:
+    """The context a builder runs in: new tensors on `device`, no initialisation of meta tensors."""
+    return _build_context_class()(device)
 
 
 def _check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], spec: str) -> None:

@@ -18,10 +18,10 @@ FORMATS = ("table", "json", "csv", "markdown", "html")
 
 
 def human_count(value: float) -> str:
-    """4_112_000_000 -> "4.112 G" (SI prefixes, 4 significant digits)."""
+    """4_112_000_000 -> "4.112G" (SI prefixes, 4 significant digits)."""
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= factor:
-            return f"{value / factor:.4g} {prefix}"
+            return f"{value / factor:.4g}{prefix}"
     return f"{value:g}"
 
 
@@ -109,8 +109,10 @@ def rich_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], tit
     from rich.table import Table
 
     table = Table(title=title or None, header_style="bold", show_lines=False)
-    for column in columns:
-        table.add_column(column.header, justify="right" if column.numeric else "left")
+    for position, column in enumerate(columns):
+        last = position == len(columns) - 1
+        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=not last,
+                         overflow="fold" if last else "ellipsis")
     for row in rows:
         table.add_row(*(cell(c, row) for c in columns))
     return table

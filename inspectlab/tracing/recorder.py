@@ -61,6 +61,9 @@ class _TraceBuilder:
             self._keep.append(tensor)
         return tensor_id
 
+    def known(self, tensor: torch.Tensor) -> bool:
+        return tensor in self._ids
+
     def id_of(self, tensor: torch.Tensor) -> int:
         known = self._ids.get(tensor)
         return known if known is not None else self.register(tensor, "constant")
@@ -247,15 +250,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         builder.leave(output)
 
     state = _state_on(model, device)
-    stand_ins = state or {
-        **dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False)),
-    }
-    seen: set[int] = set()
-    for name, tensor in stand_ins.items():
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            builder.register(tensor, "param" if isinstance(tensor, nn.Parameter) or tensor.requires_grad else "buffer",
-                             name=name)
+    _register_state(builder, model, state)
     input_ids = builder.ids_in(args, kwargs)
     for tensor_id in input_ids:
         builder.tensors[tensor_id].kind = "input"
@@ -280,6 +275,18 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         model_type=type(model).__name__, device=device, modules=module_nodes(model), calls=builder.calls,
         ops=builder.ops, tensors=builder.tensors, inputs=input_ids, outputs=output_ids, training=model.training,
     )
+
+
+def _register_state(builder: _TraceBuilder, model: nn.Module, state: Mapping[str, torch.Tensor] | None) -> None:
+    """Register parameters (kind "param") and buffers once each, under their first name."""
+    for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
+                        ("buffer", model.named_buffers(remove_duplicate=False))):
+        for name, original in named:
+            tensor = state[name] if state is not None else original
+            if builder.known(tensor):
+                continue
+            tensor_id = builder.register(tensor, kind, name=name)
+            builder.tensors[tensor_id].requires_grad = original.requires_grad
 
 
 def _run_backward(builder: _TraceBuilder, output: Any) -> None:

@@ -29,6 +29,7 @@ class TensorInfo:
     name: str | None = None  # parameter / buffer name
     alias_of: int | None = None  # a view, or an in-place version, of this tensor
     storage: int = -1  # id of the root tensor whose memory this one uses
+    requires_grad: bool = False
 
     @property
     def numel(self) -> int:

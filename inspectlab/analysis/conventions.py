@@ -1,0 +1,134 @@
+"""Each peer's counting convention, reproduced from the Trace so that a user sees why numbers differ.
+
+- `inspectlab`: MACs of conv/matmul/attention (FLOPs = 2 × MACs), "other FLOPs" apart (costs.py).
+- `torch`: torch.utils.flop_counter.FlopCounterMode: 2 × MACs of mm, addmm, bmm, baddbmm, convolution
+  (+ its backward) and the fused attention kernels it registers; nothing else. Its grad-weight formula
+  for a convolution ignores groups (a depthwise conv's grad-weight is counted `groups` times).
+- `fvcore`: FlopCountAnalysis.total(): MACs (it calls them flops) of conv/matmul without biases, plus
+  batch norm (eval: 1 or 2 per element; training: 4 or 5), group/layer/instance norm (4 or 5 per element),
+  nearest (1) and bilinear (4) 2-D upsampling per output element, adaptive average pooling (1 per input
+  element) and grid sampling (4 per output element); every other op counts 0.
+- `torchinfo`: summary().total_mult_adds: for each call of a leaf module, for each parameter named
+  weight or bias: numel × N × prod(output spatial) for classes whose name contains "Conv", else
+  numel × N; other parameters with weight/bias in their names: numel × N × output dim 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import prod
+
+from inspectlab.analysis.costs import conv_macs
+from inspectlab.analysis.flops import FlopCount
+from inspectlab.tracing.records import OpRecord, Trace
+
+CONVENTIONS = ("inspectlab", "torch", "fvcore", "torchinfo")
+UNITS = {"inspectlab": "FLOPs", "torch": "FLOPs", "fvcore": "MACs", "torchinfo": "MACs"}
+DESCRIPTIONS = {
+    "inspectlab": "2 × MACs of conv/matmul/attention; bias, norm, activation, pooling... apart",
+    "torch": "FlopCounterMode: 2 × MACs of conv, mm/addmm/bmm/baddbmm and fused attention only",
+    "fvcore": "MACs of conv/matmul (no bias) + batch/group/layer norm, 2-D upsampling, adaptive avg pool",
+    "torchinfo": "per leaf module: params × output positions (Conv) or params × batch; no functional ops",
+}
+
+_TORCH_OPS = frozenset((
+    "mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "cudnn_convolution",
+    "_slow_conv2d_forward", "convolution_overrideable", "_scaled_mm",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_cudnn_attention",
+))
+
+
+def convention_total(count: FlopCount, convention: str, backward: bool = False) -> int:
+    """The total the peer library would print, computed from the Trace."""
+    trace = count.trace
+    phases = ("forward", "backward") if backward else ("forward",)
+    if convention == "inspectlab":
+        return count.total(phases).flops
+    if convention == "torchinfo":
+        return _torchinfo_total(trace)
+    rule = _torch_op_flops if convention == "torch" else _fvcore_op_flops
+    total = 0
+    for op, cost in zip(trace.ops, count.costs, strict=True):
+        if op.phase in phases:
+            total += rule(op, cost.macs if cost else 0, trace)
+    return total
+
+
+def _base(op: OpRecord) -> str:
+    return op.packet.removeprefix("aten.")
+
+
+def _torch_op_flops(op: OpRecord, macs: int, trace: Trace) -> int:
+    base = _base(op)
+    if base == "convolution_backward":
+        return 2 * _torch_conv_backward_macs(op, trace)
+    return 2 * macs if base in _TORCH_OPS else 0
+
+
+def _torch_conv_backward_macs(op: OpRecord, trace: Trace) -> int:
+    """FlopCounterMode's formula: grad_input as the forward; grad_weight = N·C_in·C_out·prod(space)·prod(k)."""
+    grad_out = trace.tensors[op.tensor_args["grad_output"]].shape  # type: ignore[index]
+    x = trace.tensors[op.tensor_args["input"]].shape  # type: ignore[index]
+    w = trace.tensors[op.tensor_args["weight"]].shape  # type: ignore[index]
+    transposed = bool(op.args.get("transposed"))
+    mask = op.args.get("output_mask") or [True, True, True]
+    macs = conv_macs(x, w, grad_out, transposed) if mask[0] else 0
+    if mask[1]:
+        spatial = x[2:] if transposed else grad_out[2:]
+        macs += x[0] * x[1] * grad_out[1] * prod(spatial) * prod(w[2:])
+    return macs
+
+
+def _numel(trace: Trace, tensor_id: int) -> int:
+    return trace.tensors[tensor_id].numel
+
+
+def _fvcore_norm(op: OpRecord, trace: Trace) -> int:
+    numel = _numel(trace, op.inputs[0])
+    affine = op.tensor_args.get("weight") is not None
+    training = op.args.get("training", True) and "no_training" not in op.name
+    if _base(op).endswith(("batch_norm", "batch_norm_legit")) and not training:
+        return numel * (2 if affine else 1)
+    return numel * (5 if affine else 4)
+
+
+_FVCORE_RULES: dict[str, Callable[[OpRecord, Trace], int]] = {
+    "native_batch_norm": _fvcore_norm, "_native_batch_norm_legit": _fvcore_norm,
+    "_native_batch_norm_legit_no_training": _fvcore_norm, "native_group_norm": _fvcore_norm,
+    "native_layer_norm": _fvcore_norm,
+    "upsample_nearest2d": lambda op, trace: _numel(trace, op.outputs[0]),
+    "upsample_bilinear2d": lambda op, trace: 4 * _numel(trace, op.outputs[0]),
+    "grid_sampler_2d": lambda op, trace: 4 * _numel(trace, op.outputs[0]),
+    "_adaptive_avg_pool2d": lambda op, trace: _numel(trace, op.inputs[0]),
+}
+_FVCORE_MAC_OPS = frozenset(("convolution", "_convolution", "mm", "addmm", "bmm", "baddbmm"))
+
+
+def _fvcore_op_flops(op: OpRecord, macs: int, trace: Trace) -> int:
+    base = _base(op)
+    if base in _FVCORE_MAC_OPS:
+        return macs
+    if base in _FVCORE_RULES:
+        return _FVCORE_RULES[base](op, trace)
+    if base == "mean" and op.function == "adaptive_avg_pool2d":  # torch lowers a 1×1 output to mean
+        return _numel(trace, op.inputs[0])
+    return 0
+
+
+def _torchinfo_total(trace: Trace) -> int:
+    total = 0
+    for call in trace.calls:
+        node = trace.modules.get(call.name)
+        if node is None or not node.is_leaf or not call.outputs:
+            continue
+        out = trace.tensors[call.outputs[0]].shape
+        if not out:
+            continue
+        for name, (_, numel, _) in node.params.items():
+            if name in ("weight", "bias"):
+                positions = prod(out[:1] + out[2:]) if "Conv" in node.type else out[0]
+                total += numel * positions
+            elif "weight" in name or "bias" in name:
+                total += numel * prod(out[:2])
+    return total

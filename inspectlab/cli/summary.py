@@ -1,0 +1,183 @@
+"""`inspectlab summary` and `inspectlab flops`: the Trace's per-layer table and the counting conventions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from inspectlab.cli.common import ArgsOption, DepthOption, ExportFormat, ModelArg, app, emit, guarded, parse_args
+
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option("--input", "-i", help="Input shape B,C,H,W or B,T,C,H,W (repeat for several inputs). "
+                 "Default: the zoo model's default input, else 1,3,224,224."),
+]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
+
+SUMMARY_COLUMNS = ("name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "macs", "flops",
+                   "other_flops", "output_bytes", "macs_pct")
+DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
+
+
+def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:
+    from inspectlab.inputs import parse_shapes
+
+    return parse_shapes(texts) if texts else None
+
+
+def _columns(selection: str) -> list[Any]:
+    from inspectlab.errors import InspectlabError
+    from inspectlab.render.formats import Column, human_bytes, human_count, percent, shape_text, thousands
+
+    catalogue = {
+        "name": Column("label", "layer"), "type": Column("type", "type"),
+        "input_shapes": Column("input_shapes", "input shape", shape_text),
+        "output_shapes": Column("output_shapes", "output shape", shape_text),
+        "params": Column("params", "params", thousands, numeric=True),
+        "trainable_params": Column("trainable_params", "trainable", thousands, numeric=True),
+        "macs": Column("macs", "MACs", human_count, numeric=True),
+        "flops": Column("flops", "FLOPs", human_count, numeric=True),
+        "other_flops": Column("other_flops", "other FLOPs", human_count, numeric=True),
+        "output_bytes": Column("output_bytes", "output mem", human_bytes, numeric=True),
+        "macs_pct": Column("macs_pct", "% MACs", percent, numeric=True),
+    }
+    aliases = {"input": "input_shapes", "output": "output_shapes", "trainable": "trainable_params",
+               "memory": "output_bytes", "pct": "macs_pct"}
+    chosen = []
+    for key in (k.strip() for k in selection.split(",") if k.strip()):
+        key = aliases.get(key, key)
+        if key not in catalogue:
+            raise InspectlabError(f"unknown column {key!r}; choose from {', '.join(catalogue)}")
+        chosen.append(catalogue[key])
+    return chosen
+
+
+def _leaf_label(name: str) -> str:
+    """"layer1.0.conv1#2" -> "conv1#2": the table indents by depth, so the last part is enough."""
+    return name.rsplit(".", 1)[-1]
+
+
+def _totals_text(report: Any) -> str:
+    from inspectlab.render.formats import human_bytes, human_count
+
+    t = report.totals
+    lines = [
+        f"Params: {t['params']:,} (trainable {t['trainable_params']:,}, non-trainable {t['non_trainable_params']:,})"
+        f" · {human_bytes(t['param_bytes'])}",
+        f"MACs: {t['macs']:,} ({human_count(t['macs'])}) · FLOPs: {t['flops']:,} ({human_count(t['flops'])})"
+        f" · other FLOPs: {t['other_flops']:,} ({human_count(t['other_flops'])})",
+        f"Input: {human_bytes(t['input_bytes'])} · activations (all outputs): {human_bytes(t['activation_bytes'])}"
+        f" · estimated peak inference memory: {human_bytes(t['peak_bytes'])}",
+    ]
+    if report.extra.get("uncounted_ops"):
+        lines.append("Uncounted ops (no formula): " + ", ".join(
+            f"{name} ×{n}" for name, n in report.extra["uncounted_ops"].items()))
+    lines.extend(f"Note: {note}" for note in report.extra.get("notes", []))
+    return "\n".join(lines)
+
+
+@app.command("summary")
+def summary_command(
+    model: ModelArg,
+    inputs: InputOption = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16, bfloat16 or float64.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="meta (no compute, any size), cpu or cuda.")] = "meta",
+    depth: DepthOption = 2,
+    columns: Annotated[str, typer.Option("--columns", help="Comma-separated columns: " + ",".join(SUMMARY_COLUMNS))]
+    = DEFAULT_COLUMNS,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
+    output: OutputOption = None,
+    force: ForceOption = False,
+    args: ArgsOption = None,
+    backward: BackwardOption = False,
+) -> None:
+    """Params, MACs/FLOPs, shapes and memory per layer, and the model's totals."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.render.formats import check_writable
+
+        chosen = _columns(columns)
+        if output:
+            check_writable(output, force)
+        report = api.summary(model, input_sizes(inputs), args=parse_args(args), depth=depth, device=device,
+                             dtype=dtype, backward=backward)
+        rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
+        emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
+             title=f"{model} · input {_shapes_text(report.inputs)}",
+             document=report.to_dict(), output=output, force=force, footer=_totals_text(report))
+
+    guarded(body)
+
+
+@app.command("flops")
+def flops_command(
+    model: ModelArg,
+    inputs: InputOption = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also run fvcore, torchinfo and FlopCounterMode "
+                                          "themselves (a real CPU run) and print their own totals.")] = False,
+    convention: Annotated[str | None, typer.Option("--convention", help="Print one total only: "
+                                                   "inspectlab, torch, fvcore or torchinfo.")] = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
+    output: OutputOption = None,
+    force: ForceOption = False,
+    args: ArgsOption = None,
+    backward: BackwardOption = False,
+) -> None:
+    """Total FLOPs/MACs under each counting convention (inspectlab, torch, fvcore, torchinfo) and why they differ."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.analysis.conventions import CONVENTIONS
+        from inspectlab.errors import InspectlabError
+        from inspectlab.render.formats import Column, check_writable, human_count
+
+        if convention is not None and convention not in CONVENTIONS:
+            raise InspectlabError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+        if output:
+            check_writable(output, force)
+        report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare)
+        if convention is not None:
+            row = next((r for r in report.layers if r["convention"] == convention), None)
+            if row is None:
+                raise InspectlabError(f"the {convention} convention has no backward count")
+            typer.echo(str(row["total"]))
+            return
+        rows = [{**r, "total_h": human_count(r["total"]),
+                 "peer_h": "" if r["peer"] is None else (r["peer"] if isinstance(r["peer"], str) else f"{r['peer']:,}"),
+                 "match_h": {True: "✓", False: "✗", None: ""}[r["match"]]} for r in report.layers]
+        columns = [Column("convention", "convention"), Column("unit", "unit"),
+                   Column("total", "total", lambda v: f"{v:,}", numeric=True), Column("total_h", "≈", numeric=True)]
+        if compare:
+            columns += [Column("peer_h", "peer's own number", numeric=True), Column("match_h", "same")]
+        columns.append(Column("counts", "what it counts"))
+        if fmt.value == "table":
+            columns.pop()
+        emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report.inputs)}"
+             + (" · forward + backward" if backward else ""), document=report.to_dict(), output=output,
+             force=force, footer=_breakdown_text(report))
+
+    guarded(body)
+
+
+def _breakdown_text(report: Any) -> str:
+    from inspectlab.render.formats import human_count
+
+    lines = ["What each convention counts:"]
+    lines += [f"  {row['convention']:<11}{row['counts']}" for row in report.layers]
+    lines.append("Breakdown by category (inspectlab convention):")
+    for category, t in report.extra["breakdown"].items():
+        macs, other = human_count(t["macs"]), human_count(t["other_flops"])
+        lines.append(f"  {category:<12} MACs {macs:>9}   other FLOPs {other:>9}")
+    if report.extra.get("uncounted_ops"):
+        lines.append("Uncounted ops: " + ", ".join(f"{k} ×{v}" for k, v in report.extra["uncounted_ops"].items()))
+    return "\n".join(lines)
+
+
+def _shapes_text(shapes: list[list[int]]) -> str:
+    from inspectlab.render.formats import shape_text
+
+    return " + ".join(shape_text(s) for s in shapes)
