@@ -1,0 +1,1 @@
+"""Real execution: latency, feature capture, empirical receptive fields, peer libraries."""
