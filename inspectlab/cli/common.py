@@ -64,8 +64,8 @@ def guarded(command: Callable[[], None]) -> None:
 
 def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",
          document: Any = None, output: str | None = None, force: bool = False,
-         footer: Any = None) -> None:
-    """Print or write rows in the chosen format; json writes `document` when given."""
+         footer: Any = None, csv_keys: Sequence[str] | None = None) -> None:
+    """Print or write rows in the chosen format; json writes `document`, csv `csv_keys`, when given."""
     from inspectlab.render import formats
 
     if fmt == "table" and output is None:
@@ -79,7 +79,7 @@ def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], ti
     if fmt == "json":
         text = formats.to_json(document if document is not None else list(rows))
     elif fmt == "csv":
-        text = formats.rows_to_csv(rows, [c.key for c in columns])
+        text = formats.rows_to_csv(rows, csv_keys or [c.key for c in columns])
     elif fmt == "html":
         text = formats.rows_to_html(rows, columns, title)
     else:  # markdown, and table written to a file

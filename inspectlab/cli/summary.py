@@ -98,6 +98,7 @@ def summary_command(
 
     def body() -> None:
         from inspectlab import api
+        from inspectlab.analysis.summary import LAYER_KEYS
         from inspectlab.render.formats import check_writable
 
         chosen = _columns(columns)
@@ -108,7 +109,8 @@ def summary_command(
         rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
         emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
              title=f"{model} · input {_shapes_text(report.inputs)}",
-             document=report.to_dict(), output=output, force=force, footer=_totals_text(report))
+             document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
+             csv_keys=LAYER_KEYS)
 
     guarded(body)
 

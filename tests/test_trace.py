@@ -1,0 +1,129 @@
+"""The trace engine: what it records, and that the user's model is left exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inspectlab import api
+from inspectlab.tracing.recorder import ModelRejectedInput
+
+
+class Tiny(nn.Module):
+    """A reused ReLU, functional ops in forward, an in-place op, and nested dict/list outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.inplace = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.act(self.conv(x))
+        z = self.inplace(self.act(self.conv2(y)) - 1)
+        w = F.interpolate(z, scale_factor=2, mode="bilinear")
+        return {"out": w, "aux": [y + 1, torch.cat([y, z], 1)]}
+
+
+class Raises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_module_calls_reuse_and_nested_outputs() -> None:
+    trace = api.trace(Tiny(), (2, 3, 16, 16))
+    act_calls = trace.calls_of("act")
+    assert [c.call for c in act_calls] == [0, 1]
+    assert [c.label for c in act_calls] == ["act", "act#1"]
+    assert trace.shapes(trace.outputs) == [[2, 8, 32, 32], [2, 8, 16, 16], [2, 16, 16, 16]]
+    root = trace.calls[0]
+    assert root.name == "" and root.depth == 0 and trace.calls[1].parent == 0
+
+
+def test_functional_ops_are_attributed_to_the_running_module() -> None:
+    trace = api.trace(Tiny(), (1, 3, 16, 16))
+    upsample = [op for op in trace.ops if "upsample_bilinear2d" in op.name]
+    assert len(upsample) == 1
+    assert upsample[0].module_call == 0 and upsample[0].function == "interpolate"
+    assert any(op.packet == "aten.cat" and op.module_call == 0 for op in trace.ops)
+    conv = next(op for op in trace.ops if op.packet == "aten.convolution")
+    assert trace.calls[conv.module_call].name == "conv"
+    assert conv.args["stride"] == [1, 1] and conv.args["padding"] == [1, 1]
+
+
+def test_dataflow_producers_consumers_and_inplace_versions() -> None:
+    trace = api.trace(Tiny(), (1, 3, 16, 16))
+    conv = next(op for op in trace.ops if op.packet == "aten.convolution")
+    produced = trace.tensors[conv.outputs[0]]
+    assert produced.producer == conv.index
+    assert trace.ops[produced.consumers[0]].packet == "aten.relu"
+    inplace = next(op for op in trace.ops if op.name == "aten.relu_.default")
+    version = trace.tensors[inplace.outputs[0]]
+    assert inplace.inplace and version.alias_of == inplace.inputs[0]
+    assert version.storage == trace.tensors[inplace.inputs[0]].storage
+
+
+def test_model_is_not_modified() -> None:
+    model = Tiny().train()
+    model.conv2.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    api.trace(model, (1, 3, 16, 16))
+    api.trace(model, (1, 3, 16, 16), device="cpu", backward=True)
+    assert model.training and not model.conv2.weight.requires_grad and model.conv.weight.requires_grad
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert _hook_count(model) == 0
+
+
+def test_hooks_removed_when_forward_raises() -> None:
+    model = Raises()
+    with pytest.raises(ModelRejectedInput, match="boom"):
+        api.trace(model, (1, 3, 8, 8), device="cpu")
+    assert _hook_count(model) == 0
+
+
+def test_meta_cost_does_not_depend_on_input_size() -> None:
+    trace = api.trace("unet", (1, 3, 4096, 4096), args={"base_c": 8})
+    assert trace.device == "meta"
+    assert trace.shapes(trace.outputs) == [[1, 2, 4096, 4096]]
+
+
+def test_value_dependent_forward_falls_back_to_a_real_run() -> None:
+    class Gate(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if x.sum() > 0 else x
+
+    trace = api.trace(Gate(), (1, 3, 4, 4))
+    assert trace.device == "cpu"
+    assert "meta" in trace.notes[0]
+
+
+def test_rejected_input_names_the_layer_and_shape() -> None:
+    with pytest.raises(ModelRejectedInput, match=r"conv1 \(Conv2d\) rejected input 1×4×32×32"):
+        api.trace("resnet18", (1, 4, 32, 32))
+    with pytest.raises(ModelRejectedInput, match=r"MaxPool2d\) rejected input 1×512×1×1"):
+        api.trace("unet", (1, 3, 8, 8))
+
+
+def test_backward_pass_is_recorded() -> None:
+    trace = api.trace(Tiny(), (1, 3, 8, 8), backward=True)
+    phases = {op.phase for op in trace.ops}
+    assert phases == {"forward", "objective", "backward"}
+    assert any(op.packet == "aten.convolution_backward" for op in trace.ops if op.phase == "backward")
+
+
+def test_multiple_inputs_and_5d_video_input() -> None:
+    trace = api.trace("matting_mobilenetv3", (1, 2, 3, 64, 64))
+    fgr, pha = trace.shapes(trace.outputs)[:2]
+    assert fgr == [1, 2, 3, 64, 64] and pha == [1, 2, 1, 64, 64]
