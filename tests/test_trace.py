@@ -127,3 +127,20 @@ def test_multiple_inputs_and_5d_video_input() -> None:
     trace = api.trace("matting_mobilenetv3", (1, 2, 3, 64, 64))
     fgr, pha = trace.shapes(trace.outputs)[:2]
     assert fgr == [1, 2, 3, 64, 64] and pha == [1, 2, 1, 64, 64]
+
+
+def test_module_used_through_another_method_gets_an_implicit_call() -> None:
+    """DeepLab runs `backbone.forward_features(x)`: the backbone's hooks never fire, its children do."""
+    trace = api.trace("deeplabv3plus_resnet50", (1, 3, 64, 64))
+    backbone = trace.calls_of("backbone")
+    assert len(backbone) == 1 and backbone[0].implicit
+    assert trace.shapes(backbone[0].inputs) == [[1, 3, 64, 64]]
+    assert trace.shapes(backbone[0].outputs) == [[1, 256, 16, 16], [1, 2048, 4, 4]]
+    assert all(trace.calls[c.parent].name == "backbone" for c in trace.calls if c.name.count(".") == 1
+               and c.name.startswith("backbone."))
+    for op in trace.ops:  # every op still lies inside the call it is attributed to
+        if op.module_call is not None:
+            assert trace.calls[op.module_call].first_op <= op.index < trace.calls[op.module_call].end_op
+    report = api.summary("deeplabv3plus_resnet50", (1, 3, 64, 64), depth=1)
+    assert [row["name"] for row in report.layers] == ["backbone", "classifier"]
+    assert sum(row["macs"] for row in report.layers) == report.totals["macs"]

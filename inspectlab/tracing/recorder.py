@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
 from inspectlab.errors import InspectlabError
+from inspectlab.tracing.implicit_calls import add_implicit_calls
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
 
 _META_HINTS = (
@@ -271,8 +272,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     finally:
         for handle in handles:
             handle.remove()
+    modules = module_nodes(model)
+    calls = add_implicit_calls(builder.calls, builder.ops, builder.tensors, modules, output_ids)
     return Trace(
-        model_type=type(model).__name__, device=device, modules=module_nodes(model), calls=builder.calls,
+        model_type=type(model).__name__, device=device, modules=modules, calls=calls,
         ops=builder.ops, tensors=builder.tensors, inputs=input_ids, outputs=output_ids, training=model.training,
     )
 

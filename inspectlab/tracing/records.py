@@ -78,6 +78,7 @@ class ModuleCall:
     outputs: list[int] = field(default_factory=list)
     first_op: int = 0  # ops [first_op, end_op) ran inside this call (its children included)
     end_op: int = 0
+    implicit: bool = False  # its forward never ran: a method of it ran its children (implicit_calls.py)
 
     @property
     def label(self) -> str:
