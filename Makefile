@@ -33,7 +33,7 @@ demo: $(VENV)/.installed graphviz
 	$(DEMO)
 
 test: $(VENV)/.installed-dev graphviz
-	$(BIN)/ruff check inspectlab tests benchmarks examples
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
