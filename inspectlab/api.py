@@ -12,7 +12,7 @@ from inspectlab.analysis.flops import count_flops
 from inspectlab.analysis.params import TreeNode, count_params, module_tree
 from inspectlab.analysis.report import Report
 from inspectlab.analysis.summary import summarize
-from inspectlab.inputs import Shape, example_inputs
+from inspectlab.inputs import Shape, example_inputs, torch_dtype
 from inspectlab.models import registry
 from inspectlab.tracing.recorder import NeedsRealRun, record
 from inspectlab.tracing.records import Trace
@@ -80,7 +80,7 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
     shapes = [tuple(t.shape) for t in data] if data is not None else input_shapes(model_or_spec, input_size)
     try:
         inputs = _on_device(data, device) if data is not None else example_inputs(shapes, dtype, device)
-        return record(model, inputs, device=device, backward=backward)
+        return record(model, inputs, device=device, backward=backward, dtype=torch_dtype(dtype))
     except NeedsRealRun as reason:
         real_device = "cpu" if device == "meta" else device
         if isinstance(model_or_spec, str):
@@ -88,7 +88,7 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
         else:
             real_device = next((p.device.type for p in model.parameters()), "cpu")
         inputs = _on_device(data, real_device) if data is not None else example_inputs(shapes, dtype, real_device)
-        result = record(model, inputs, device=real_device, backward=backward)
+        result = record(model, inputs, device=real_device, backward=backward, dtype=torch_dtype(dtype))
         result.notes.append(f"the forward cannot run on the meta device ({reason}); ran on {real_device} instead")
         return result
 

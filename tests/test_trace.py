@@ -144,3 +144,12 @@ def test_module_used_through_another_method_gets_an_implicit_call() -> None:
     report = api.summary("deeplabv3plus_resnet50", (1, 3, 64, 64), depth=1)
     assert [row["name"] for row in report.layers] == ["backbone", "classifier"]
     assert sum(row["macs"] for row in report.layers) == report.totals["macs"]
+
+
+def test_dtype_applies_to_stand_ins_not_to_the_model() -> None:
+    model = nn.Conv2d(3, 4, 3)
+    for device in ("meta", "cpu"):
+        report = api.summary(model, (1, 3, 8, 8), dtype="bfloat16", device=device)
+        assert report.totals["param_bytes"] == (3 * 4 * 9 + 4) * 2
+        assert report.totals["input_bytes"] == 3 * 8 * 8 * 2
+    assert model.weight.dtype == torch.float32 and model.weight.device.type == "cpu"

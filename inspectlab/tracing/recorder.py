@@ -200,17 +200,29 @@ class _FunctionRecorder(TorchFunctionMode):
             self.builder.functions.pop()
 
 
-def _state_on(model: nn.Module, device: str) -> dict[str, torch.Tensor] | None:
-    """Meta (or other-device) stand-ins for the parameters and buffers not already there."""
+def _state_on(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor] | None:
+    """Stand-ins for the parameters and buffers not already on `device` (and in `dtype`, for floats).
+
+    None when every tensor is already there: the model then runs as it is.
+    """
     tensors = dict(model.named_parameters(remove_duplicate=False))
     tensors.update(model.named_buffers(remove_duplicate=False))
-    if all(t.device.type == torch.device(device).type for t in tensors.values()):
+
+    def fits(tensor: torch.Tensor) -> bool:
+        on_device = tensor.device.type == torch.device(device).type
+        return on_device and (dtype is None or not tensor.is_floating_point() or tensor.dtype == dtype)
+
+    if all(fits(t) for t in tensors.values()):
         return None
     moved: dict[int, torch.Tensor] = {}
     state = {}
     for name, tensor in tensors.items():
         if id(tensor) not in moved:
-            copy = tensor.detach().to(device) if device != "meta" else torch.empty_like(tensor, device="meta")
+            kind = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+            if device == "meta":
+                copy = torch.empty_like(tensor, device="meta", dtype=kind)
+            else:
+                copy = tensor.detach().to(device=device, dtype=kind, copy=True)
             moved[id(tensor)] = copy.requires_grad_(tensor.requires_grad) if copy.is_floating_point() else copy
         state[name] = moved[id(tensor)]
     return state
@@ -230,10 +242,11 @@ def module_nodes(model: nn.Module) -> dict[str, ModuleNode]:
 
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
-           device: str = "meta", backward: bool = False) -> Trace:
+           device: str = "meta", backward: bool = False, dtype: torch.dtype | None = None) -> Trace:
     """Run `model(*args, **kwargs)` once under hooks and a dispatch mode, and return its Trace.
 
-    `args` must already be on `device`. Raises NeedsRealRun when the meta pass fails for a reason of
+    `args` must already be on `device`; `dtype` casts the floating parameters (of stand-ins, never the
+    model's own). Raises NeedsRealRun when the meta pass fails for a reason of
     the meta device, and ModelRejectedInput when the model rejects its input.
     """
     kwargs = dict(kwargs or {})
@@ -250,7 +263,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     def post_hook(module: nn.Module, hook_args: Any, hook_kwargs: Any, output: Any) -> None:
         builder.leave(output)
 
-    state = _state_on(model, device)
+    state = _state_on(model, device, dtype)
     _register_state(builder, model, state)
     input_ids = builder.ids_in(args, kwargs)
     for tensor_id in input_ids:
