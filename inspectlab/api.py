@@ -9,7 +9,7 @@ from torch import nn
 
 from inspectlab.analysis.conventions import CONVENTIONS, DESCRIPTIONS, UNITS, convention_total
 from inspectlab.analysis.flops import count_flops
-from inspectlab.analysis.params import TreeNode, count_params, module_tree
+from inspectlab.analysis.params import TreeNode, module_tree
 from inspectlab.analysis.report import Report
 from inspectlab.analysis.summary import summarize
 from inspectlab.inputs import Shape, example_inputs, torch_dtype
@@ -26,19 +26,9 @@ def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = 
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One row per zoo model: name, family, params (counted on the meta device), default input, description."""
-    rows = []
-    for entry in registry.list_entries():
-        counts = count_params(registry.build_model(entry.name))
-        rows.append({
-            "name": entry.name,
-            "family": entry.family,
-            "params": counts.total,
-            "default_input": list(entry.default_input),
-            "description": entry.description,
-            "aliases": list(entry.aliases),
-        })
-    return rows
+    """One row per zoo model: name, family, params (counted on the meta device), default input, description,
+    aliases."""
+    return registry.zoo_rows()
 
 
 def tree(model_or_spec: nn.Module | str, depth: int | None = None,

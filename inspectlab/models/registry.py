@@ -13,9 +13,12 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +116,66 @@ def list_entries() -> tuple[ModelEntry, ...]:
     return ZOO
 
 
+def zoo_rows() -> list[dict[str, Any]]:
+    """One row per zoo model: name, family, params, default input, description, aliases.
+
+    Params are counted on the meta device (no weights allocated) and remembered in the user's cache
+    folder, keyed by the zoo's source and torch's version: a later call needs no torch import.
+    """
+    params = _zoo_param_counts()
+    return [
+        {
+            "name": entry.name,
+            "family": entry.family,
+            "params": params[entry.name],
+            "default_input": list(entry.default_input),
+            "description": entry.description,
+            "aliases": list(entry.aliases),
+        }
+        for entry in ZOO
+    ]
+
+
+def cache_dir() -> Path:
+    """Where inspectlab keeps derived data: $XDG_CACHE_HOME/inspectlab, else ~/.cache/inspectlab."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inspectlab"
+
+
+def _zoo_param_counts() -> dict[str, int]:
+    path = cache_dir() / "zoo_params.json"
+    key = _zoo_fingerprint()
+    try:
+        stored = json.loads(path.read_text())
+        if stored["key"] == key and all(isinstance(stored["params"][e.name], int) for e in ZOO):
+            return stored["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or a stale or damaged one: count again
+    from inspectlab.analysis.params import count_params
+    from inspectlab.render.formats import write_atomic
+
+    counts = {entry.name: count_params(build_model(entry.name)).total for entry in ZOO}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"key": key, "params": counts}), force=True)
+    except (OSError, InspectlabError):
+        pass  # a read-only home: count every time
+    return counts
+
+
+def _zoo_fingerprint() -> str:
+    """A digest of what the zoo's counts depend on: the zoo's source, the counting code, torch's version."""
+    package = Path(__file__).resolve().parent.parent
+    sources = sorted((package / "models").glob("*.py")) + [package / "analysis" / "params.py"]
+    torch_spec = importlib.util.find_spec("torch")
+    if torch_spec is not None and torch_spec.origin:
+        sources.append(Path(torch_spec.origin).parent / "version.py")
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes() if source.is_file() else b"")
+    return digest.hexdigest()
+
+
 def lookup(name: str) -> ModelEntry:
     """The zoo entry for a name or alias; unknown names raise with the closest matches."""
     entry = _BY_NAME.get(name.lower())
@@ -121,12 +184,13 @@ def lookup(name: str) -> ModelEntry:
     return entry
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """A "; did you mean X?" suffix naming the closest candidates, or a hint to list them."""
+def did_you_mean(word: str, candidates: Iterable[str],
+                 hint: str = "run `inspectlab list` for the zoo, or use tv:NAME or file.py:factory") -> str:
+    """A "; did you mean X?" suffix naming the closest candidates, else "; " + hint."""
     close = difflib.get_close_matches(word.lower(), list(candidates), n=3, cutoff=0.5)
     if close:
         return "; did you mean " + " or ".join(close) + "?"
-    return "; run `inspectlab list` for the zoo, or use tv:NAME or file.py:factory"
+    return f"; {hint}"
 
 
 def parse_builder_args(pairs: Iterable[str]) -> dict[str, Any]:
@@ -251,7 +315,8 @@ def _build_torchvision(name: str, kwargs: dict[str, Any], device: str) -> nn.Mod
 
     available = models.list_models()
     if name not in available:
-        raise InspectlabError(f"unknown torchvision model {name!r}{did_you_mean(name, available)}")
+        hint = "torchvision.models.list_models() names them all"
+        raise InspectlabError(f"unknown torchvision model {name!r}{did_you_mean(name, available, hint)}")
     builder = models.get_model_builder(name)
     kwargs.setdefault("weights", None)
     if "weights_backbone" in inspect.signature(builder).parameters:
@@ -280,6 +345,9 @@ def _load_file(location: str) -> Any:
         raise InspectlabError(f"cannot import {location}")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # so that the file imports its neighbours, as `python file.py` would
+        sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
