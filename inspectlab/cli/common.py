@@ -54,6 +54,11 @@ def guarded(command: Callable[[], None]) -> None:
         command()
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except Exception as exc:
         if _state["debug"]:
             raise
