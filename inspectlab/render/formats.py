@@ -128,6 +128,12 @@ def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
     return target
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, force: bool = False) -> Path:
     """Write to a temporary file beside `path`, then rename: never a half-written file."""
     target = check_writable(path, force)
@@ -136,6 +142,7 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, force: bool = 
     try:
         with os.fdopen(handle, mode) as stream:
             stream.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file gets the usual mode
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
