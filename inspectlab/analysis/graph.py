@@ -1,0 +1,488 @@
+"""The architecture graph: module calls at a depth, the functional ops that carry structure, and the
+tensors between them, built from a Trace (a pure function; rendering lives in render/graphviz_render.py).
+
+- Nodes: the module calls at `depth` (a call with no child calls stops earlier), the free functional ops
+  that carry structure (merges such as add/cat/mul with two or more activation inputs, resampling,
+  functional convolutions), one node per model input and one per model output. Calls that run no op
+  (nn.Identity, Dropout in eval mode) are transparent. An implicit call (tracing/implicit_calls.py) of a
+  ModuleList, or one whose span also holds its parent's code, is never one box: its children are drawn.
+- Clusters: the module levels above `depth` that contain nodes, nested.
+- Edges: producer -> consumer for every activation tensor a node reads from outside itself; a tensor made
+  by an op that is no node (view, pad, flatten, a functional relu) is followed back to the nodes that
+  made its inputs, in-place versions and views included. Each edge carries the shape it delivers.
+- Repeats: a chain of blocks of the same type, with the same parameter shapes (and, for clusters, the same
+  insides), each feeding only the next, is drawn once with `repeat` = k.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from inspectlab.analysis.costs import op_cost
+from inspectlab.analysis.params import count_params_of_node
+from inspectlab.errors import InspectlabError
+from inspectlab.tracing.records import ModuleCall, OpRecord, Shape, Trace
+
+KINDS = ("input", "output", "conv", "norm", "activation", "pool", "resample", "merge", "head", "block")
+
+MERGE_OPS = frozenset({
+    "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "cat", "stack", "matmul", "mm", "bmm",
+    "maximum", "minimum", "where", "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention", "addcmul", "lerp",
+})
+RESAMPLE_FUNCTIONS = frozenset({"interpolate", "upsample", "grid_sample", "pixel_shuffle", "pixel_unshuffle"})
+ACTIVATION_TYPES = frozenset({
+    "relu", "relu6", "leakyrelu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
+    "tanh", "hardswish", "hardsigmoid", "hardtanh", "softplus", "softsign", "softmax", "logsoftmax", "glu",
+    "tanhshrink", "threshold",
+})
+CONTAINER_TYPES = frozenset({"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"})
+HEAD_NAMES = frozenset({"head", "heads", "classifier", "fc", "cls", "out_conv", "logits"})
+SHOW_ITEMS = ("shapes", "params", "flops", "rf")
+
+
+@dataclass
+class GraphNode:
+    """A box of the picture: a module call (or a run of k identical ones), a functional op, an input or output."""
+
+    id: str
+    kind: str  # one of KINDS
+    type: str  # module type, function name ("add", "interpolate"), "input" or "output"
+    name: str  # qualified module name ("layer3.1–5" for a run); "" for functional ops and tensors
+    shapes: list[Shape]  # output shapes
+    outputs: list[int] = field(default_factory=list)  # output tensor ids
+    clusters: tuple[str, ...] = ()  # keys of the enclosing clusters, outermost first
+    repeat: int = 1
+    params: int | None = None
+    macs: int | None = None
+    rf: str | None = None  # receptive field text, when asked for
+    calls: list[int] = field(default_factory=list)  # module call indices (several for a run)
+    ops: list[int] = field(default_factory=list)  # forward op indices run by this node
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    """Tensor `tensor` (shape `shape`) made by node `source` and read by node `target`."""
+
+    source: str
+    target: str
+    tensor: int
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A module level above the chosen depth, drawn as a box around its nodes (×repeat for a run)."""
+
+    key: str
+    name: str
+    type: str
+    parent: str | None
+    repeat: int = 1
+
+
+@dataclass
+class Graph:
+    """Nodes in execution order, edges, and the nested clusters."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    clusters: dict[str, Cluster]
+    depth: int
+
+    def node(self, node_id: str) -> GraphNode:
+        return next(n for n in self.nodes if n.id == node_id)
+
+
+def module_kind(type_name: str, name: str) -> str:
+    """Colour class of a module call from its type and name (head, norm, pool, resample, activation, conv...)."""
+    lowered = type_name.lower()
+    last = name.rsplit(".", 1)[-1].lower()
+    if last in HEAD_NAMES or "head" in lowered or "classifier" in lowered or lowered in ("linear", "flatten"):
+        return "head"
+    if "norm" in lowered:
+        return "norm"
+    if "pool" in lowered:
+        return "pool"
+    if "upsampl" in lowered or "pixelshuffle" in lowered or lowered == "interpolate":
+        return "resample"
+    if lowered in ACTIVATION_TYPES:
+        return "activation"
+    if "conv" in lowered:
+        return "conv"
+    return "block"
+
+
+def _structural_kind(op: OpRecord, trace: Trace) -> str | None:
+    """The kind of a free op that carries structure, or None for ops to see through (views, pads, ...)."""
+    base = op.packet.removeprefix("aten.")
+    if op.function in RESAMPLE_FUNCTIONS or base.startswith("upsample_") or base == "grid_sampler_2d":
+        return "resample"
+    activations = {t for t in op.inputs if trace.tensors[t].kind in ("activation", "input")}
+    if base in MERGE_OPS and len(activations) >= 2:
+        return "merge"
+    if base == "convolution":
+        return "conv"
+    cost = op_cost(op, trace)
+    return "head" if cost is not None and cost.macs > 0 else None
+
+
+class _Builder:
+    """Builds a Graph from a Trace; one instance per build."""
+
+    def __init__(self, trace: Trace, depth: int) -> None:
+        self.trace = trace
+        self.depth = depth
+        self.children: dict[int, list[ModuleCall]] = {}
+        for call in trace.calls:
+            if call.parent is not None:
+                self.children.setdefault(call.parent, []).append(call)
+        self.forward = {op.index for op in trace.forward_ops()}
+        self.owner: dict[int, GraphNode] = {}  # op index -> node running it
+        self.nodes: list[GraphNode] = []
+        self.clusters: dict[str, Cluster] = {}
+        self.sources: dict[int, list[str]] = {}
+        self.input_nodes: dict[int, GraphNode] = {}
+
+    def expanded(self, call: ModuleCall) -> bool:
+        """Drawn as a cluster of its children (else as one node)."""
+        if call.index not in self.children:
+            return False
+        return call.depth < self.depth or (call.implicit and not self.can_be_a_node(call))
+
+    def can_be_a_node(self, call: ModuleCall) -> bool:
+        """An implicit call (its forward never ran: a ModuleList, a backbone used through a method) is one box
+        only when it is no mere container and its op span holds only its descendants' ops (a ModuleList's
+        span also holds the parent's code between its children: HRNet's fusion adds)."""
+        if call.type in CONTAINER_TYPES:
+            return False
+        for index in call.op_range():
+            owner = self.trace.ops[index].module_call
+            while owner is not None and owner != call.index:
+                owner = self.trace.calls[owner].parent
+            if owner is None:
+                return False
+        return True
+
+    def build(self) -> Graph:
+        for position, tensor_id in enumerate(self.trace.inputs):
+            shape = self.trace.tensors[tensor_id].shape
+            node = GraphNode(f"in{position}", "input", "input", "", [shape], [tensor_id])
+            self.input_nodes[tensor_id] = node
+        roots = [call for call in self.trace.calls if call.parent is None]
+        for root in roots:
+            self.visit(root)
+        self.add_functional_nodes()
+        body = sorted(self.nodes, key=lambda n: min(n.ops))
+        edges = self.edges(body)
+        outputs = []
+        for position, tensor_id in enumerate(self.trace.outputs):
+            node = GraphNode(f"out{position}", "output", "output", "", [self.trace.tensors[tensor_id].shape],
+                             [tensor_id])
+            outputs.append(node)
+            edges.extend(GraphEdge(source, node.id, tensor_id, node.shapes[0]) for source in self.resolve(tensor_id))
+        return Graph([*self.input_nodes.values(), *body, *outputs], _unique(edges), self.clusters, self.depth)
+
+    # nodes --------------------------------------------------------------------------------------------
+    def visit(self, call: ModuleCall) -> None:
+        if self.expanded(call):
+            for child in self.children[call.index]:
+                self.visit(child)
+            return
+        ops = [i for i in call.op_range() if i in self.forward]
+        if not ops:
+            return  # nn.Identity, eval-mode Dropout: nothing happens, the tensors pass through
+        node = GraphNode(
+            f"c{call.index}", module_kind(call.type, call.name), call.type, call.label,
+            [self.trace.tensors[t].shape for t in call.outputs], list(call.outputs),
+            self.cluster_path(call, include_self=False), calls=[call.index], ops=ops,
+        )
+        self.add(node)
+
+    def add_functional_nodes(self) -> None:
+        for op in self.trace.forward_ops():
+            if op.index in self.owner:
+                continue
+            kind = _structural_kind(op, self.trace)
+            if kind is None:
+                continue
+            owner = self.trace.calls[op.module_call] if op.module_call is not None else None
+            path = self.cluster_path(owner, include_self=True) if owner is not None else ()
+            name = op.function or op.packet.removeprefix("aten.")
+            shapes = [self.trace.tensors[t].shape for t in op.outputs[:1]]
+            self.add(GraphNode(f"f{op.index}", kind, name, "", shapes, op.outputs[:1], path, ops=[op.index]))
+
+    def add(self, node: GraphNode) -> None:
+        self.nodes.append(node)
+        for index in node.ops:
+            self.owner[index] = node
+
+    def cluster_path(self, call: ModuleCall, include_self: bool) -> tuple[str, ...]:
+        """Keys of the module levels above `depth` enclosing a call: called levels keyed by their call label
+        (a module called twice gives two boxes), uncalled ones (ModuleList, a backbone used through a
+        method) by their name."""
+        called: dict[str, ModuleCall] = {}
+        ancestor = call if include_self else (self.trace.calls[call.parent] if call.parent is not None else None)
+        while ancestor is not None:
+            called[ancestor.name] = ancestor
+            ancestor = self.trace.calls[ancestor.parent] if ancestor.parent is not None else None
+        parts = call.name.split(".") if call.name else []
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + (1 if include_self else 0))]
+        path: list[str] = []
+        for prefix in prefixes:
+            if prefix.count(".") + 1 >= self.depth or prefix not in self.trace.modules:
+                continue
+            key = called[prefix].label if prefix in called else prefix
+            if key not in self.clusters:
+                self.clusters[key] = Cluster(key, prefix, self.trace.modules[prefix].type, path[-1] if path else None)
+            path.append(key)
+        return tuple(path)
+
+    # edges --------------------------------------------------------------------------------------------
+    def resolve(self, tensor_id: int) -> list[str]:
+        """The nodes whose output this tensor is, seeing through ops that are no node."""
+        if tensor_id in self.sources:
+            return self.sources[tensor_id]
+        self.sources[tensor_id] = []  # guards against cycles
+        tensor = self.trace.tensors[tensor_id]
+        found: list[str] = []
+        if tensor_id in self.input_nodes:
+            found = [self.input_nodes[tensor_id].id]
+        elif tensor.producer is None:
+            found = self.resolve(tensor.alias_of) if tensor.alias_of is not None else []
+        elif tensor.producer in self.owner:
+            found = [self.owner[tensor.producer].id]
+        elif tensor.producer in self.forward:
+            for read in self.trace.ops[tensor.producer].inputs:
+                found.extend(s for s in self.resolve(read) if s not in found)
+        self.sources[tensor_id] = found
+        return found
+
+    def edges(self, nodes: Iterable[GraphNode]) -> list[GraphEdge]:
+        edges: list[GraphEdge] = []
+        for node in nodes:
+            inside = set(node.ops)
+            for index in node.ops:
+                for tensor_id in self.trace.ops[index].inputs:
+                    tensor = self.trace.tensors[tensor_id]
+                    if tensor.producer in inside or tensor.kind in ("param", "buffer"):
+                        continue
+                    edges.extend(
+                        GraphEdge(source, node.id, tensor_id, tensor.shape)
+                        for source in self.resolve(tensor_id) if source != node.id
+                    )
+        return edges
+
+
+def _unique(edges: list[GraphEdge]) -> list[GraphEdge]:
+    return list(dict.fromkeys(edges))
+
+
+# repeats ------------------------------------------------------------------------------------------------
+def _param_shapes(trace: Trace, module_name: str) -> tuple:
+    """The parameter shapes of a module and its descendants, by name relative to the module."""
+    shapes = []
+    for name, module in trace.modules.items():
+        if name == module_name or name.startswith(module_name + "."):
+            shapes.extend((name[len(module_name):], key, value[0]) for key, value in sorted(module.params.items()))
+    return tuple(sorted(shapes))
+
+
+def _run_name(first: str, last: str) -> str:
+    """"layer3.1", "layer3.5" -> "layer3.1–5"."""
+    head_a, _, tail_a = first.rpartition(".")
+    head_b, _, tail_b = last.rpartition(".")
+    if head_a == head_b and tail_a.isdigit() and tail_b.isdigit():
+        return f"{head_a}.{tail_a}–{tail_b}" if head_a else f"{tail_a}–{tail_b}"
+    return f"{first} … {last}"
+
+
+def _total(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+@dataclass
+class _Unit:
+    """A candidate member of a run: one node, or one cluster with the nodes inside it."""
+
+    key: str
+    nodes: list[GraphNode]
+    signature: tuple | None
+
+
+class _Collapser:
+    """Finds chains of identical units level by level (outer clusters first) and keeps one of each."""
+
+    def __init__(self, graph: Graph, trace: Trace) -> None:
+        self.trace = trace
+        self.nodes = list(graph.nodes)
+        self.edges = list(graph.edges)
+        self.clusters = dict(graph.clusters)
+        self.depth = graph.depth
+
+    def run(self) -> Graph:
+        pending: list[str | None] = [None]
+        while pending:
+            parent = pending.pop(0)
+            if parent is not None and parent not in self.clusters:
+                continue  # dropped with its run
+            units = self.units(parent)
+            for chain in self.chains(units):
+                self.collapse(chain)
+            pending.extend(unit.key for unit in self.units(parent) if unit.key in self.clusters)
+        return Graph(self.nodes, _unique(self.edges), self.clusters, self.depth)
+
+    def units(self, parent: str | None) -> list[_Unit]:
+        """The children of a cluster (or of the top level) in execution order: nodes and clusters."""
+        grouped: dict[str, list[GraphNode]] = {}
+        for node in self.nodes:
+            if parent is None:
+                inner = node.clusters
+            elif parent in node.clusters:
+                inner = node.clusters[node.clusters.index(parent) + 1:]
+            else:
+                continue
+            grouped.setdefault(inner[0] if inner else node.id, []).append(node)
+        return [_Unit(key, members, self.signature(key, members)) for key, members in grouped.items()]
+
+    def signature(self, key: str, members: list[GraphNode]) -> tuple | None:
+        if key not in self.clusters:
+            node = members[0]
+            if not node.calls:
+                return None  # functional ops and tensors never collapse
+            return ("node", node.type, node.repeat, _param_shapes(self.trace, self.trace.calls[node.calls[0]].name))
+        cluster = self.clusters[key]
+        inside = tuple(
+            (n.type, n.kind, n.repeat, tuple(self.clusters[k].name[len(cluster.name):]
+                                             for k in n.clusters[n.clusters.index(key) + 1:]))
+            for n in members
+        )
+        return ("cluster", cluster.type, _param_shapes(self.trace, cluster.name), inside)
+
+    def chains(self, units: list[_Unit]) -> list[list[_Unit]]:
+        """Runs of 2+ consecutive units with equal signatures where each feeds only the next."""
+        unit_of = {node.id: unit for unit in units for node in unit.nodes}
+        chains: list[list[_Unit]] = []
+        taken: set[str] = set()
+        for unit in units:
+            if unit.key in taken or unit.signature is None:
+                continue
+            chain = [unit]
+            while True:
+                current = {n.id for n in chain[-1].nodes}
+                targets = {e.target for e in self.edges if e.source in current and e.target not in current}
+                following = {unit_of[t].key if t in unit_of else None for t in targets}
+                if len(following) != 1 or None in following:
+                    break
+                candidate = unit_of[next(iter(targets))]
+                inner = {n.id for n in candidate.nodes}
+                sources = {e.source for e in self.edges if e.target in inner and e.source not in inner}
+                if not sources <= current or candidate.signature != unit.signature or candidate.key in taken:
+                    break
+                chain.append(candidate)
+            if len(chain) > 1:
+                chains.append(chain)
+                taken.update(member.key for member in chain)
+        return chains
+
+    def collapse(self, chain: list[_Unit]) -> None:
+        """Keep the first unit (marked ×k), drop the others; the last one's outgoing edges leave the first."""
+        first, last = chain[0], chain[-1]
+        dropped = {n.id for unit in chain[1:] for n in unit.nodes}
+        kept = {n.id for n in first.nodes}
+        moved = {n.id: f.id for n, f in zip(last.nodes, first.nodes, strict=True)}
+        last_rf = {f.id: n.rf for n, f in zip(last.nodes, first.nodes, strict=True)}
+        edges = []
+        for edge in self.edges:
+            inside_source = edge.source in dropped or edge.source in kept
+            inside_target = edge.target in dropped or edge.target in kept
+            if inside_source and inside_target:
+                if edge.source in kept and edge.target in kept:
+                    edges.append(edge)
+                continue
+            edges.append(replace(edge, source=moved.get(edge.source, edge.source)))
+        self.edges = edges
+        if first.key in self.clusters:
+            cluster = self.clusters[first.key]
+            self.clusters[first.key] = replace(cluster, repeat=len(chain),
+                                               name=_run_name(cluster.name, self.clusters[last.key].name))
+            gone = {key for unit in chain[1:] for n in unit.nodes for key in n.clusters} - set(first.nodes[0].clusters)
+            for key in gone:
+                self.clusters.pop(key, None)
+            replacements = {n.id: replace(n, rf=last_rf[n.id]) for n in first.nodes}
+        else:
+            members = [unit.nodes[0] for unit in chain]
+            replacements = {first.key: replace(
+                first.nodes[0], repeat=len(chain) * first.nodes[0].repeat,
+                name=_run_name(first.nodes[0].name, last.nodes[0].name), shapes=last.nodes[0].shapes,
+                outputs=last.nodes[0].outputs,
+                rf=last.nodes[0].rf, calls=[c for m in members for c in m.calls],
+                ops=[i for m in members for i in m.ops], params=_total([m.params for m in members]),
+                macs=_total([m.macs for m in members]),
+            )}
+        self.nodes = [replacements.get(n.id, n) for n in self.nodes if n.id not in dropped]
+
+
+def collapse_repeats(graph: Graph, trace: Trace) -> Graph:
+    """Keep one of each chain of identical blocks (same type, same parameter shapes, same inner structure,
+    each feeding only the next), marked ×k: a node gets `repeat` = k, a cluster gets `repeat` = k and keeps
+    the first block's insides. The edges leaving the chain leave the kept block."""
+    return _Collapser(graph, trace).run()
+
+
+# the whole thing ----------------------------------------------------------------------------------------
+def build_graph(trace: Trace, depth: int = 2, collapse: bool = True, receptive_field: bool = False) -> Graph:
+    """The architecture graph of a Trace at `depth`: nodes with params and MACs, edges, clusters (see module doc).
+
+    `receptive_field` labels each node with the receptive field of its first output (a run of repeats: its
+    last member's), from inspectlab.analysis.receptive_field.
+    """
+    if depth < 0:
+        raise ValueError("depth must be >= 0")
+    graph = _Builder(trace, depth).build()
+    params = count_params_of_node(trace)
+    for node in graph.nodes:
+        if node.calls:
+            node.params = params.get(trace.calls[node.calls[0]].name, (0, 0))[0]
+        if node.ops:
+            costs = (op_cost(trace.ops[i], trace) for i in node.ops)
+            node.macs = sum(cost.macs for cost in costs if cost is not None)
+    if receptive_field:
+        from inspectlab.analysis.receptive_field import receptive_fields
+
+        fields = receptive_fields(trace)
+        for node in graph.nodes:
+            node.rf = field_text(fields.of(node.outputs[0])) if node.outputs else None
+    return collapse_repeats(graph, trace) if collapse else graph
+
+
+def field_text(info: Any) -> str | None:
+    """"RF 99×99 · stride 8" for a FieldInfo of inspectlab.analysis.receptive_field; "RF global" when some
+    path sees the whole input; None for a tensor that does not depend on the input."""
+    if info.unknown:
+        return "RF unknown"
+    if info.is_global:
+        return "RF global"
+    if info.size is None or any(v is None for v in info.size):
+        return None
+
+    def axes(values: tuple) -> str:
+        texts = [f"{float(v):g}" for v in values]
+        return texts[0] if len(set(texts)) == 1 else "×".join(texts)
+
+    size = "×".join(f"{float(v):g}" for v in info.size)
+    return f"RF {size} · stride {axes(info.stride)}"
+
+
+def parse_show(text: str | Iterable[str]) -> set[str]:
+    """"shapes,params" -> {"shapes", "params"}; unknown items raise an error naming the valid ones."""
+    items = re.split(r"[,\s]+", text.strip()) if isinstance(text, str) else list(text)
+    chosen = {item.lower() for item in items if item}
+    unknown = chosen - set(SHOW_ITEMS) - {"none"}
+    if unknown:
+        valid = ", ".join(SHOW_ITEMS)
+        raise InspectlabError(f"unknown --show item(s) {', '.join(sorted(unknown))}; choose from {valid}")
+    return chosen - {"none"}

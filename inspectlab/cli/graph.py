@@ -1,0 +1,76 @@
+"""`inspectlab graph`: draw the architecture with graphviz (dot source, SVG, PNG or PDF)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, app, guarded, parse_args
+from inspectlab.cli.summary import ForceOption, InputOption, input_sizes
+
+
+class GraphFormat(str, Enum):
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    dot = "dot"
+
+
+class RankDir(str, Enum):
+    TB = "TB"
+    LR = "LR"
+
+
+def default_output(model: str, fmt: str) -> str:
+    """MODEL.FORMAT in the current folder: "tv:resnet50" -> "resnet50.svg", "net.py:build" -> "build.svg"."""
+    stem = Path(model.rsplit(":", 1)[-1]).name or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) + f".{fmt}"
+
+
+@app.command("graph")
+def graph_command(
+    model: ModelArg,
+    inputs: InputOption = None,
+    depth: DepthOption = 2,
+    fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="svg, png, pdf (these need Graphviz's `dot` "
+                                             "program) or dot (the source; needs nothing).")] = GraphFormat.svg,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="File to write. Default: MODEL.FORMAT in the current folder (e.g. resnet50.svg); "
+        "with --format dot and no -o, the dot source goes to stdout.")] = None,
+    rankdir: Annotated[RankDir, typer.Option("--rankdir", help="Layout direction: TB (top to bottom) or LR.")]
+    = RankDir.TB,
+    collapse: Annotated[bool, typer.Option("--collapse-repeats/--no-collapse-repeats",
+                                           help="Draw a chain of k identical blocks once, marked ×k.")] = True,
+    show: Annotated[str, typer.Option("--show", help="Extra labels, comma-separated: shapes (on every edge; by "
+                                      "default only where the shape is new), params, flops (MACs), rf (receptive "
+                                      "field).")] = "params",
+    force: ForceOption = False,
+    args: ArgsOption = None,
+) -> None:
+    """Draw the architecture: module calls at --depth, the add/cat/mul/interpolate between them, tensors as edges."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.analysis.graph import parse_show
+        from inspectlab.render.formats import check_writable, write_atomic
+        from inspectlab.render.graphviz_render import render_bytes, require_dot
+
+        require_dot(fmt.value)
+        parse_show(show)
+        target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
+        if target is not None:
+            check_writable(target, force)
+        digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), rankdir=rankdir.value,
+                            collapse_repeats=collapse, show=show)
+        if target is None:
+            sys.stdout.write(digraph.source)
+            return
+        write_atomic(target, render_bytes(digraph, fmt.value), force)
+        typer.echo(f"wrote {target}", err=True)
+
+    guarded(body)

@@ -1,0 +1,169 @@
+"""Draw an architecture Graph (inspectlab.analysis.graph) with graphviz: dot source, SVG, PNG or PDF.
+
+Boxes are module calls coloured by kind, ellipses the functional ops and the input/output tensors, a 3-D box
+a run of k identical blocks (×k); dashed rounded frames are the module levels above the chosen depth.
+Making the dot source needs only the `graphviz` Python package; SVG/PNG/PDF need Graphviz's `dot` program.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Collection
+from html import escape
+from typing import TYPE_CHECKING
+
+from inspectlab.analysis.graph import Cluster, Graph, GraphEdge, GraphNode
+from inspectlab.errors import InspectlabError
+from inspectlab.render.formats import human_count, shape_text
+
+if TYPE_CHECKING:
+    import graphviz
+
+RENDERED_FORMATS = ("svg", "png", "pdf")
+FORMATS = (*RENDERED_FORMATS, "dot")
+RANKDIRS = ("TB", "LR", "BT", "RL")
+PNG_DPI = 150
+MISSING_DOT = ("the Graphviz `dot` program is not installed (needed for {fmt}); install it with "
+               "`apt-get install graphviz` (or `brew install graphviz`, `conda install graphviz`), or use --format dot")
+
+COLOURS = {
+    "input": "#ffffff", "output": "#ffffff", "conv": "#cfe2f3", "norm": "#d9ead3", "activation": "#fff2cc",
+    "pool": "#f4cccc", "resample": "#d9d2e9", "merge": "#fce5cd", "head": "#ead1dc", "block": "#e8e8e8",
+    "other": "#f3f3f3",
+}
+_CLUSTER_FILL = ("#fafafa", "#f2f2f2", "#eaeaea", "#e2e2e2")
+_REPEAT_FILL = "#fff8e1"
+_SHAPES_SHOWN = 4
+
+
+def dot_available() -> bool:
+    """Whether Graphviz's `dot` program is on the PATH."""
+    return shutil.which("dot") is not None
+
+
+def require_dot(fmt: str) -> None:
+    """Raise a one-line user error naming how to install Graphviz when `fmt` needs `dot` and it is missing."""
+    if fmt in RENDERED_FORMATS and not dot_available():
+        raise InspectlabError(MISSING_DOT.format(fmt=fmt.upper()))
+
+
+def _shapes(node: GraphNode) -> list[str]:
+    """The output shapes, joined: "1×32×56×56, 1×64×28×28" (at most four, then a count)."""
+    texts = [shape_text(list(shape)) for shape in node.shapes[:_SHAPES_SHOWN]]
+    if len(node.shapes) > _SHAPES_SHOWN:
+        texts.append(f"+{len(node.shapes) - _SHAPES_SHOWN} more")
+    return [", ".join(texts)] if texts else []
+
+
+def node_label(node: GraphNode, show: Collection[str]) -> str:
+    """HTML-like label, two or three short lines: type (×k) and name; output shape(s) with params / MACs as
+    asked; the receptive field when asked."""
+    title = f"<B>{escape(node.type)}{f' ×{node.repeat}' if node.repeat > 1 else ''}</B>"
+    if node.name:
+        title += f' <FONT POINT-SIZE="9" COLOR="#333333">{escape(node.name)}</FONT>'
+    facts = _shapes(node)
+    if "params" in show and node.params:
+        facts.append(f"{human_count(node.params)} params")
+    if "flops" in show and node.macs:
+        facts.append(f"{human_count(node.macs)} MACs")
+    lines = [title, f'<FONT POINT-SIZE="9">{escape(" · ".join(facts))}</FONT>']
+    if "rf" in show and node.rf:
+        lines.append(f'<FONT POINT-SIZE="8" COLOR="#555555">{escape(node.rf)}</FONT>')
+    return "<" + "<BR/>".join(lines) + ">"
+
+
+def _node_attributes(node: GraphNode) -> dict[str, str]:
+    attributes = {"fillcolor": COLOURS.get(node.kind, COLOURS["other"])}
+    if node.kind in ("input", "output"):
+        attributes.update(shape="ellipse", style="filled,bold")
+    elif not node.calls:  # a functional op
+        attributes.update(shape="ellipse", style="filled", margin="0.04,0.02")
+    elif node.repeat > 1:
+        attributes.update(shape="box3d", style="filled")
+    return attributes
+
+
+def _cluster_label(cluster: Cluster) -> str:
+    repeat = f" ×{cluster.repeat}" if cluster.repeat > 1 else ""
+    return f"<<B>{escape(cluster.name)}</B> · {escape(cluster.type)}{repeat}>"
+
+
+def to_digraph(graph: Graph, show: Collection[str] = ("params",), rankdir: str = "TB",
+               title: str = "") -> graphviz.Digraph:
+    """The graphviz Digraph of an architecture Graph: nested clusters, coloured nodes, shape-labelled edges."""
+    import graphviz
+
+    if rankdir not in RANKDIRS:
+        raise InspectlabError(f"unknown rankdir {rankdir!r}; choose from {', '.join(RANKDIRS)}")
+    digraph = graphviz.Digraph(
+        "inspectlab",
+        graph_attr={"rankdir": rankdir, "newrank": "true", "nodesep": "0.25", "ranksep": "0.12",
+                    "fontname": "Helvetica", "fontsize": "11", **({"label": title, "labelloc": "t"} if title else {})},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10",
+                   "margin": "0.08,0.02", "height": "0.3", "color": "#666666"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#555555", "color": "#555555",
+                   "arrowsize": "0.6"},
+    )
+    children: dict[str | None, list[str]] = {}
+    for cluster in graph.clusters.values():
+        children.setdefault(cluster.parent, []).append(cluster.key)
+    members: dict[str | None, list[GraphNode]] = {}
+    for node in graph.nodes:
+        members.setdefault(node.clusters[-1] if node.clusters else None, []).append(node)
+    order = {node.id: index for index, node in enumerate(graph.nodes)}
+
+    def first_position(key: str) -> int:
+        positions = [order[n.id] for n in members.get(key, [])]
+        positions += [first_position(child) for child in children.get(key, [])]
+        return min(positions, default=len(order))
+
+    def fill(target: graphviz.Digraph, key: str | None, level: int) -> None:
+        items: list[tuple[int, str, GraphNode | None]] = [(order[n.id], n.id, n) for n in members.get(key, [])]
+        items += [(first_position(child), child, None) for child in children.get(key, [])]
+        for _, item_key, node in sorted(items, key=lambda item: item[0]):
+            if node is not None:
+                target.node(node.id, node_label(node, show), **_node_attributes(node))
+                continue
+            cluster = graph.clusters[item_key]
+            sub = graphviz.Digraph(name=f"cluster_{len(cluster_names)}")
+            cluster_names.append(item_key)
+            repeated = cluster.repeat > 1
+            sub.attr(label=_cluster_label(cluster), labeljust="l", fontsize="9", style="rounded,filled",
+                     color="#b38f00" if repeated else "#999999", penwidth="1.5" if repeated else "1",
+                     fillcolor=_REPEAT_FILL if repeated else _CLUSTER_FILL[level % len(_CLUSTER_FILL)])
+            fill(sub, item_key, level + 1)
+            target.subgraph(sub)
+
+    cluster_names: list[str] = []
+    fill(digraph, None, 0)
+    labelled = set(graph.edges) if "shapes" in show else informative_edges(graph)
+    for edge in graph.edges:
+        text = shape_text(list(edge.shape))
+        digraph.edge(edge.source, edge.target, label=text if edge in labelled else None, tooltip=text)
+    return digraph
+
+
+def informative_edges(graph: Graph) -> set[GraphEdge]:
+    """The edges whose shape the picture does not already say: all but the links of plain chains (one edge
+    out of a node with one output, carrying that output unchanged, into a node with one edge in)."""
+    out_degree = Counter(edge.source for edge in graph.edges)
+    in_degree = Counter(edge.target for edge in graph.edges)
+    shapes = {node.id: node.shapes for node in graph.nodes}
+    return {
+        edge for edge in graph.edges
+        if not (shapes[edge.source] == [edge.shape] and out_degree[edge.source] == 1 and in_degree[edge.target] == 1)
+    }
+
+
+def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
+    """The drawing as SVG, PNG (at PNG_DPI) or PDF bytes, or the dot source for "dot"."""
+    if fmt == "dot":
+        return digraph.source.encode()
+    if fmt not in RENDERED_FORMATS:
+        raise InspectlabError(f"unknown graph format {fmt!r}; choose from {', '.join(FORMATS)}")
+    require_dot(fmt)
+    if fmt == "png":
+        digraph = digraph.copy()
+        digraph.graph_attr["dpi"] = str(PNG_DPI)
+    return digraph.pipe(format=fmt)
