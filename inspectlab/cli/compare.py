@@ -1,0 +1,221 @@
+"""`inspectlab compare` and `inspectlab sweep`: models side by side, one model across input sizes; tables on the
+terminal, reports (Markdown + PNGs, self-contained HTML, csv, json) in files."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from inspectlab.cli.common import ArgsOption, ModelArg, app, guarded, parse_args
+from inspectlab.cli.summary import InputOption, input_sizes
+
+
+class StdoutFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class ConventionChoice(str, Enum):
+    inspectlab = "inspectlab"
+    torch = "torch"
+    fvcore = "fvcore"
+    torchinfo = "torchinfo"
+
+
+class BubbleChoice(str, Enum):
+    auto = "auto"
+    peak = "peak"
+    activation = "activation"
+    latency = "latency"
+
+
+_BUBBLE_KEYS = {"peak": "peak_bytes", "activation": "activation_bytes", "latency": "latency_p50_ms"}
+
+LatencyFlag = Annotated[bool, typer.Option("--latency", help="Also time the forward (p50/p90).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="Where latency runs: cpu or cuda (cuda:N).")]
+WarmupOption = Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations before timing.")]
+ItersOption = Annotated[int | None, typer.Option("--iters", "-n", min=1, help="Timed iterations per model/size.")]
+MinTimeOption = Annotated[float | None, typer.Option(
+    "--min-time", help="Time at least this many seconds (and 10 iterations) per model/size; default 2 s.")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="torch intra-op threads for latency.")]
+FormatOption = Annotated[StdoutFormat, typer.Option("--format", "-f", help="Format printed to stdout.")]
+OutputsOption = Annotated[list[str] | None, typer.Option(
+    "--output", "-o", help="Write a report: .md (PNGs beside it), .html (one self-contained file), .csv or .json. "
+    "Repeatable.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing report files.")]
+TitleOption = Annotated[str | None, typer.Option("--title", help="Heading of the report.")]
+
+
+def _timing(latency: bool, device: str, warmup: int, iters: int | None, min_time: float | None,
+            threads: int | None) -> dict[str, Any] | None:
+    if not latency:
+        return None
+    return {"device": device, "warmup": warmup, "iters": iters, "min_time": min_time, "threads": threads}
+
+
+def _command_text(name: str, words: list[str], options: dict[str, Any]) -> str:
+    """The command line a report says it was made with (its own options, not the output files)."""
+    parts = ["inspectlab", name, *words]
+    for option, value in options.items():
+        if value is True:
+            parts.append(option)
+        elif value not in (None, False, [], ()):
+            parts += [option, *([str(v) for v in value] if isinstance(value, list) else [str(value)])]
+    return " ".join(parts)
+
+
+def _finish(frame: Any, fmt: StdoutFormat, outputs: list[str] | None, force: bool, bubble: str | None,
+            title: str | None, command: str) -> None:
+    """Write the reports, else print the frame; every row failed: one error line."""
+    from inspectlab.analysis.compare import frame_rows
+    from inspectlab.errors import InspectlabError
+    from inspectlab.render import report_files
+
+    rows = frame_rows(frame)
+    if rows and all(row.get("error") and row.get("macs") is None for row in rows):
+        what = "model" if frame.attrs.get("kind") == "compare" else "size"
+        first = rows[0]
+        raise InspectlabError(f"every {what} failed; {first.get('model') or first.get('size')}: {first['error']}")
+    if outputs:
+        for path in report_files.write_reports(rows, frame.attrs, outputs, force=force, bubble=bubble, title=title,
+                                               command=command):
+            typer.echo(f"wrote {path}", err=True)
+        return
+    _print(rows, frame.attrs, fmt)
+
+
+def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: StdoutFormat) -> None:
+    import sys
+
+    from inspectlab.render import report_files
+
+    if fmt is StdoutFormat.json:
+        sys.stdout.write(report_files.render_json(rows, attrs))
+    elif fmt is StdoutFormat.csv:
+        sys.stdout.write(report_files.render_csv(rows))
+    elif fmt is StdoutFormat.markdown:
+        sys.stdout.write(report_files.render_markdown(rows, attrs, []))
+    else:
+        from rich.console import Console
+
+        from inspectlab.render.formats import rich_table
+
+        kind = attrs.get("kind", "compare")
+        columns = report_files.table_columns(rows, kind, report_files.convention_keys(rows))
+        console = Console(width=None if sys.stdout.isatty() else 220)
+        console.print(rich_table(rows, columns, report_files.report_title(attrs, None)))
+        console.print(_footer(rows, attrs))
+
+
+def _footer(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> str:
+    from inspectlab.render import report_files
+
+    lines = []
+    names = {"macs": "MACs", "other_flops": "other FLOPs", "activation_bytes": "activation memory",
+             "peak_bytes": "peak memory", "latency_p50_ms": "latency p50"}
+    exponents = {k: v for k, v in (attrs.get("exponents") or {}).items() if v is not None}
+    if exponents:
+        lines.append("Fitted exponent b of value ∝ pixels^b: "
+                     + ", ".join(f"{names.get(k, k)} {v:.4f}" for k, v in exponents.items()))
+    lines += [line.replace("`", "") for line in report_files.context_lines(attrs, None)[1:]]
+    errors, notes = report_files.issues(rows)
+    lines += [f"error: {e}" for e in errors] + [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+@app.command("compare")
+def compare_command(
+    models: Annotated[list[str], typer.Argument(
+        help="Models to compare: zoo names, tv:NAME, path/to/file.py:factory; builder arguments after a colon: "
+        "deeplabv3plus_resnet50:output_stride=16,num_classes=19.")],
+    inputs: InputOption = None,
+    latency: LatencyFlag = False,
+    device: DeviceOption = "cpu",
+    warmup: WarmupOption = 2,
+    iters: ItersOption = None,
+    min_time: MinTimeOption = None,
+    threads: ThreadsOption = None,
+    convention: Annotated[ConventionChoice, typer.Option(
+        "--convention", help="Add this peer's FLOPs/MACs total as a column.")] = ConventionChoice.inspectlab,
+    bubble: Annotated[BubbleChoice, typer.Option(
+        "--bubble", help="Bubble area of the MACs-vs-params chart (auto: latency if timed, else peak).")]
+    = BubbleChoice.auto,
+    fmt: FormatOption = StdoutFormat.table,
+    outputs: OutputsOption = None,
+    force: ForceOption = False,
+    title: TitleOption = None,
+) -> None:
+    """Compare models side by side: params, MACs, memory, output stride, receptive field, latency."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.analysis.compare import parse_model
+        from inspectlab.cli.latency import progress_bar
+        from inspectlab.render.report_files import report_format
+
+        for path in outputs or []:
+            report_format(path)
+        choices = [parse_model(text) for text in models]  # malformed specs fail before any work
+        shapes = input_sizes(inputs)
+        timing = _timing(latency, device, warmup, iters, min_time, threads) or {}
+        with progress_bar() as progress:
+            frame = api.compare(choices, shapes, latency=latency, convention=convention.value, progress=progress,
+                                **timing)
+        command = _command_text("compare", list(models), {
+            "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
+            "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
+            None if convention is ConventionChoice.inspectlab else convention.value})
+        _finish(frame, fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
+
+    guarded(body)
+
+
+@app.command("sweep")
+def sweep_command(
+    model: ModelArg,
+    sizes: Annotated[str, typer.Option(
+        "--sizes", "-s", help="Input sizes: 224,512,1024 (squares) or HxW such as 512x1024.")],
+    inputs: Annotated[str | None, typer.Option(
+        "--input", "-i", help="Template input N,C,H,W whose H and W each size replaces (default: the model's).")]
+    = None,
+    args: ArgsOption = None,
+    latency: LatencyFlag = False,
+    device: DeviceOption = "cpu",
+    warmup: WarmupOption = 2,
+    iters: ItersOption = None,
+    min_time: MinTimeOption = None,
+    threads: ThreadsOption = None,
+    fmt: FormatOption = StdoutFormat.table,
+    outputs: OutputsOption = None,
+    force: ForceOption = False,
+    title: TitleOption = None,
+) -> None:
+    """MACs, memory and latency of one model across input sizes, with the fitted exponent against pixels."""
+
+    def body() -> None:
+        from inspectlab import api
+        from inspectlab.analysis.compare import parse_model, parse_sizes
+        from inspectlab.cli.latency import progress_bar
+        from inspectlab.inputs import parse_shape
+        from inspectlab.render.report_files import report_format
+
+        for path in outputs or []:
+            report_format(path)
+        pairs = parse_sizes(sizes)
+        template = parse_shape(inputs) if inputs else None
+        choice = parse_model(model)
+        timing = _timing(latency, device, warmup, iters, min_time, threads) or {}
+        with progress_bar() as progress:
+            frame = api.sweep(choice, pairs, input_size=template, args=parse_args(args), latency=latency,
+                              progress=progress, **timing)
+        command = _command_text("sweep", [model], {
+            "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,
+            "--device": device if latency and device != "cpu" else None, "--warmup": warmup if latency else None,
+            "--iters": iters if latency else None})
+        _finish(frame, fmt, outputs, force, None, title, command)
+
+    guarded(body)
