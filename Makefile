@@ -41,3 +41,13 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Example reports in reports/ (CPU latency: slow, several minutes; numbers depend on the machine).
+SEGMENTATION := unet deeplabv3plus_resnet50 deeplabv3plus_hrnetv2_w32 lraspp_mobilenet_v3_large matting_mobilenetv3
+reports: $(VENV)/.installed
+	$(BIN)/inspectlab compare $(SEGMENTATION) --input 1,3,512,512 --latency --warmup 1 --iters 3 --force \
+	  --title "Segmentation networks at 1×3×512×512" $(foreach f,md html csv,-o reports/segmentation.$(f))
+	$(BIN)/inspectlab compare resnet50 hrnetv2_w32 mobilenet_v3_large --input 1,3,512,512 --latency --warmup 1 \
+	  --iters 5 --force --title "Backbones alone at 1×3×512×512" $(foreach f,md html csv,-o reports/backbones.$(f))
+	$(BIN)/inspectlab sweep deeplabv3plus_resnet50 --sizes 224,512,1024,2048 --latency --warmup 1 --iters 2 --force \
+	  $(foreach f,md html csv,-o reports/sweep_deeplabv3plus_resnet50.$(f))

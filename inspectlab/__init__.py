@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("summary", "trace", "build_model", "list_models", "tree", "flops")
+_API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep")
 
 
 def __getattr__(name: str) -> Any:

@@ -132,3 +132,91 @@ def _on_device(tensors: list[Any], device: str) -> list[Any]:
         return torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
 
     return [move(t) for t in tensors]
+
+
+def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+            args: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    """Time the forward pass (docs/latency.md): a LatencyReport with statistics, throughput and memory per
+    batch size. Options: batches, device, dtype, precision ("cast"/"autocast"), warmup, iters, min_time,
+    channels_last, compile, threads, cudnn_benchmark, cuda_graph, per_layer, depth, force, progress; see
+    `inspectlab.runtime.latency.measure`."""
+    from inspectlab.runtime.latency import measure
+
+    return measure(model_or_spec, input_size, args=args, **options)
+
+
+def graph(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, depth: int = 2,
+          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params") -> Any:
+    """The architecture as a `graphviz.Digraph` (docs/graphs.md): module calls at `depth`, the functional ops
+    that carry structure (add, cat, mul, interpolate), tensors as shape-labelled edges, runs of identical
+    blocks collapsed to ×k. `show` adds labels: shapes (on every edge, not only where new), params, flops (MACs),
+    rf (receptive field of each node's output)."""
+    from inspectlab.analysis.graph import build_graph, parse_show
+    from inspectlab.render.graphviz_render import to_digraph
+
+    chosen = parse_show(show)
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
+    drawn = build_graph(recorded, depth, collapse_repeats, receptive_field="rf" in chosen)
+    shapes = ", ".join("×".join(map(str, s)) for s in recorded.shapes(recorded.inputs))
+    title = f"{_model_name(model_or_spec)} · input {shapes} · depth {depth}"
+    return to_digraph(drawn, chosen, rankdir, title)
+
+
+def capture(model: nn.Module, layers: Sequence[str] | None = None, *, types: Sequence[str] | None = None,
+            grads: bool = False, keep: bool = True) -> Any:
+    """Keep copies of selected modules' outputs (docs/dump.md): `with capture(model, ["layer1"]) as cap:
+    model(x)`, then `cap["layer1"]`, `cap["layer1.0.relu#2"]`, `cap.grad(...)` (after `cap.backward(obj)`),
+    `cap.save("feats.safetensors")`. See `inspectlab.runtime.capture.Capture`."""
+    from inspectlab.runtime.capture import Capture
+
+    return Capture(model, layers, types=types, grads=grads, keep=keep)
+
+
+def dump(model_or_spec: nn.Module | str, input_size: InputSize | None = None, **options: Any) -> Any:
+    """Capture selected outputs (and gradients) for one input and write them with a JSON manifest
+    (docs/dump.md): a DumpResult. Options: images, layers, types, grads, target, out, png, stats_only, force,
+    max_bytes, mean, std, args, device, top_k, seed; see `inspectlab.runtime.capture.dump`."""
+    from inspectlab.runtime.capture import dump as run_dump
+
+    return run_dump(model_or_spec, input_size, **options)
+
+
+def compare(models: Sequence[nn.Module | str], input_size: InputSize | None = None, *, latency: bool = False,
+            device: str = "cpu", convention: str = "inspectlab", progress: Any = None, **latency_options: Any) -> Any:
+    """One row per model as a pandas DataFrame (docs/compare.md): params, MACs, FLOPs, other FLOPs, activation
+    and peak memory, output stride, receptive field of the output (+ global flag), latency p50/p90 (`latency`,
+    on `device`; options such as warmup, iters, min_time go to `inspectlab.runtime.latency.measure`), MACs per
+    param and per output pixel, and `error` for a model that failed. Specs may carry builder arguments:
+    "deeplabv3plus_resnet50:output_stride=16"."""
+    from inspectlab.analysis.compare import compare_models
+
+    timing = {"device": device, **latency_options} if latency else None
+    return compare_models(models, input_size, convention=convention, timing=timing, progress=progress)
+
+
+def sweep(model_or_spec: nn.Module | str, sizes: Sequence[int | tuple[int, int]] | str, *,
+          input_size: Sequence[int] | None = None, args: Mapping[str, Any] | None = None, latency: bool = False,
+          device: str = "cpu", progress: Any = None, **latency_options: Any) -> Any:
+    """MACs, memory (and latency) per input size as a DataFrame (docs/compare.md); `attrs["exponents"]` holds
+    each quantity's fitted exponent against the pixels (MACs ∝ pixels^1 for a fully convolutional network).
+    Sizes: 224 (square), (512, 1024) (H, W) or "224,512,1024x2048"; `input_size` is the N×C×H×W template."""
+    from inspectlab.analysis.compare import parse_sizes, sweep_model
+
+    pairs = parse_sizes(sizes) if isinstance(sizes, str) else [
+        (s, s) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in sizes]
+    timing = {"device": device, **latency_options} if latency else None
+    return sweep_model(model_or_spec, pairs, input_size=tuple(input_size) if input_size else None, args=args,
+                       timing=timing, progress=progress)
+
+
+def receptive_field(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+                    args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
+                    input_data: Sequence[Any] | None = None) -> Report:
+    """Receptive fields on the whole graph (docs/receptive-field.md): one row per module output with rf,
+    rf_min (shortest path), stride, padding and the global flag, for the first input's image axes.
+    `layers` is a glob on module names. Measured checks: `inspectlab.runtime.empirical_rf`."""
+    from inspectlab.analysis.receptive_field import field_report, receptive_fields
+
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
+    return field_report(receptive_fields(recorded), _model_name(model_or_spec), depth, layers)

@@ -6,6 +6,11 @@ Each command group lives in its own module; importing it registers its commands 
 from __future__ import annotations
 
 from inspectlab.cli import (
+    compare,  # noqa: F401
+    dump,  # noqa: F401
+    graph,  # noqa: F401
+    latency,  # noqa: F401
+    rf,  # noqa: F401
     summary,  # noqa: F401
     zoo,  # noqa: F401  (registers commands)
 )
