@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := $(BIN)/inspectlab summary unet --input 1,3,480,480
 
-.PHONY: demo test lint bench reports graphviz clean
+.PHONY: demo test test-slow lint bench reports graphviz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: $(VENV)/.installed graphviz
 test: $(VENV)/.installed-dev graphviz
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+test-slow: $(VENV)/.installed-dev graphviz
+	$(BIN)/python -m pytest -m slow
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_summary.py

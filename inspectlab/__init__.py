@@ -9,7 +9,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep")
+_API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep", "graph",
+        "receptive_field", "latency")
 
 
 def __getattr__(name: str) -> Any:
