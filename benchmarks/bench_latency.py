@@ -8,7 +8,7 @@ measurements are merged (a median of single forwards, like inspectlab's p50). Ti
 its default clock calls `torch.accelerator.is_available()` inside the timed region. A last column is
 Timer's usual `blocked_autorange` (a median of block means), measured after.
 
-    python benchmarks/bench_latency.py [--threads 1] [--rounds 3] [--iters 30]
+    python benchmarks/bench_latency.py [--threads 1] [--rounds 3] [--iters 30] [--models resnet18,unet]
 
 --iters is the most per round: a model slower than 2 s / iters gets fewer (at least 5).
 """
@@ -67,12 +67,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--models", default=",".join(name for name, _ in MODELS), help="a subset, comma-separated")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     print(f"torch {torch.__version__}, {options.threads} thread(s), {options.rounds} rounds")
     print(f"{'model':<20} {'input':<14} {'iters':>5} {'inspectlab p50':>15} {'Timer median':>13} {'ratio':>6} "
           f"{'Timer blocked':>14} {'ratio':>6}")
     for name, shape in MODELS:
+        if name not in options.models.split(","):
+            continue
         row = compare(name, shape, options.threads, options.rounds, options.iters)
         print(f"{name:<20} {'x'.join(map(str, shape)):<14} {row['iters']:>5} {row['p50']:>12.2f} ms "
               f"{row['timer']:>10.2f} ms {row['ratio']:>6.3f} {row['blocked']:>11.2f} ms {row['blocked_ratio']:>6.3f}",

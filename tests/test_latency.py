@@ -217,6 +217,7 @@ def test_per_layer_shares_costs_and_hooks_removed():
     assert labels == [str(i) for i in range(7)]
     assert sum(layer.share for layer in breakdown.layers) <= 100.0 + 1e-9
     assert breakdown.unattributed_ms >= 0 and breakdown.hook_pairs == 7 and breakdown.pair_cost_us >= 0
+    assert breakdown.runs == 5 and breakdown.plain_p50_ms > 0
     assert no_hooks(model)
     by_label = {layer.label: layer for layer in breakdown.layers}
     # conv 0: 2 x N*Cout*H*W*Cin*k*k MACs + one bias add per output element

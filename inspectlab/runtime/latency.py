@@ -482,7 +482,7 @@ def measure(model_or_name: nn.Module | str, input_size: Sequence[int] | Sequence
 
                     breakdown = per_layer_breakdown(
                         model, inputs, traces[size], depth=depth, clock=clock, compute_dtype=kind,
-                        warmup=min(warmup, 3), iters=iters, min_time=min_time, plain_p50_ms=stats.p50_ms,
+                        warmup=min(warmup, 3), iters=iters, min_time=min_time,
                         bytes_scale=scale, progress=progress, label=f"batch {size} per-layer",
                     )
             memory = MemoryUse(

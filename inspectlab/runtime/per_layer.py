@@ -7,7 +7,8 @@ plus the leaves above it. A call that starts while another timed call is running
 depth called from inside a sibling) is counted in the outer one, so timed intervals never overlap and
 the shares of the total add up to at most 100%. The overhead of the hooks is measured twice: the cost of
 one hook pair on an `nn.Identity` (hooked minus plain call, best of several blocks) times the pairs per
-forward, and the observed difference between the hooked and the plain forward's p50.
+forward, and the observed difference between the p50s of the hooked forward and of a plain forward
+timed after each hooked one (hooks detached for it).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class PerLayerResult:
     total_mean_ms: float  # the hooked forward
     total_p50_ms: float
     unattributed_ms: float  # mean time outside every timed call (functional code, hook overhead)
-    plain_p50_ms: float  # the same forward without hooks
+    plain_p50_ms: float  # the same forward without hooks, timed alternately with the hooked one
     overhead_ms: float  # hooked p50 - plain p50 (observed; includes run-to-run noise)
     hook_pairs: int  # pre/post hook pairs fired per forward
     pair_cost_us: float  # measured cost of one pre/post hook pair (microbenchmark on an Identity module)
@@ -194,8 +195,8 @@ def roofline(flops: int | None, moved: int | None, seconds: float, peaks: Device
 
 def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace: Trace | None, *, depth: int,
                         clock: Clock, compute_dtype: torch.dtype = torch.float32, warmup: int = 3,
-                        iters: int | None = None, min_time: float | None = None, plain_p50_ms: float | None = None,
-                        bytes_scale: float = 1.0, peaks: DevicePeaks | None = None, roofline_peaks: bool = True,
+                        iters: int | None = None, min_time: float | None = None, bytes_scale: float = 1.0,
+                        peaks: DevicePeaks | None = None, roofline_peaks: bool = True,
                         progress: Progress | None = None, label: str = "per-layer") -> PerLayerResult:
     """Time each module call at `depth` over repeated forwards (run inside the caller's inference/autocast
     context). Hooks are always removed, also when the forward raises. Without `peaks`, the device's
@@ -208,16 +209,34 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
         layer_clock.reset()
         model(*inputs)
 
-    handles = []
-    try:
+    handles: list[Any] = []
+
+    def attach() -> None:
         for module in layer_clock.names:
             handles.append(module.register_forward_pre_hook(layer_clock.before))
             handles.append(module.register_forward_hook(layer_clock.after))
+
+    def detach() -> None:
+        while handles:
+            handles.pop().remove()
+
+    plain: list[int] = []
+
+    def after_sample() -> None:
+        """Keep the hooked run's layer times, then time one forward without hooks (same conditions)."""
+        runs.append(layer_clock.durations())
+        detach()
+        clock.start()
+        model(*inputs)
+        plain.append(clock.stop())
+        attach()
+
+    try:
+        attach()
         totals = timed_loop(step, clock, warmup=warmup, iters=iters, min_time=min_time, progress=progress,
-                            label=label, after_sample=lambda: runs.append(layer_clock.durations()))
+                            label=label, after_sample=after_sample)
     finally:
-        for handle in handles:
-            handle.remove()
+        detach()
     pairs = layer_clock.pairs
     for durations in runs:
         for name, nanoseconds in durations:
@@ -243,13 +262,14 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
             flops=flops, bytes=moved, flops_per_s=attained, intensity=intensity, bound=bound, roof_fraction=fraction,
         ))
     total_p50 = percentile(sorted(t / 1e6 for t in totals), 50)
-    plain = plain_p50_ms if plain_p50_ms is not None else math.nan
+    plain_p50 = percentile(sorted(t / 1e6 for t in plain), 50)
     what = "CUDA events (GPU time between a call's first and last launch)" if clock.cuda else "time.perf_counter_ns"
     return PerLayerResult(
         layers=layers, depth=depth, runs=count, total_mean_ms=total_mean, total_p50_ms=total_p50,
-        unattributed_ms=total_mean - sum(layer.mean_ms for layer in layers), plain_p50_ms=plain,
-        overhead_ms=total_p50 - plain, hook_pairs=pairs, pair_cost_us=hook_pair_cost_ns(clock.cuda) / 1e3,
-        method=f"forward pre/post hooks reading {what}, {count} runs", peaks=peaks,
+        unattributed_ms=total_mean - sum(layer.mean_ms for layer in layers), plain_p50_ms=plain_p50,
+        overhead_ms=total_p50 - plain_p50, hook_pairs=pairs, pair_cost_us=hook_pair_cost_ns(clock.cuda) / 1e3,
+        method=f"forward pre/post hooks reading {what}, {count} runs, each followed by one without hooks",
+        peaks=peaks,
     )
 
 
