@@ -85,11 +85,14 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
 
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
-            device: str = "meta", dtype: str = "float32", backward: bool = False) -> Report:
-    """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total."""
+            device: str = "meta", dtype: str = "float32", backward: bool = False,
+            receptive_field: bool = False) -> Report:
+    """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
+    `receptive_field` adds each row's receptive field and stride."""
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
                      backward=backward)
-    return summarize(recorded, _model_name(model_or_spec), depth=depth, backward=backward)
+    return summarize(recorded, _model_name(model_or_spec), depth=depth, backward=backward,
+                     receptive_field=receptive_field)
 
 
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,

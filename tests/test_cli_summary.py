@@ -129,3 +129,14 @@ def test_parse_shape_accepts_only_positive_integer_lists(text: str) -> None:
         return
     assert shape and all(isinstance(d, int) and d > 0 for d in shape)
     assert re.fullmatch(r"\s*\d+\s*([,x×]\s*\d+\s*)*", text)
+
+
+def test_summary_rf_and_stride_columns_match_the_resnet50_anchors() -> None:
+    """Issue 4's hand-checkable anchors: layer1..layer4 = 35 / 91 / 267 / 427 px at strides 4 / 8 / 16 / 32."""
+    result = _run("summary", "tv:resnet50", "--input", "1,3,224,224", "--depth", "1", "--format", "json",
+                  "--columns", "name,rf,stride")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)["layers"]}
+    for name, size, stride in (("layer1", 35, 4), ("layer2", 91, 8), ("layer3", 267, 16), ("layer4", 427, 32)):
+        assert rows[name]["rf"] == [size, size] and rows[name]["stride"] == [stride, stride]
+    assert rows["fc"]["rf"] == "global"

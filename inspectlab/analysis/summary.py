@@ -13,8 +13,11 @@ LAYER_KEYS = ("name", "type", "depth", "call", "input_shapes", "output_shapes", 
 
 
 def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = False,
-              count: FlopCount | None = None) -> Report:
-    """Rows for module calls at depth 1..`depth` (the root alone if it has no children) and totals."""
+              count: FlopCount | None = None, receptive_field: bool = False) -> Report:
+    """Rows for module calls at depth 1..`depth` (the root alone if it has no children) and totals.
+
+    `receptive_field` adds "rf" (size per axis, or "global") and "stride" of each row's first output.
+    """
     count = count or count_flops(trace)
     params = count_params_of_node(trace)
     phases = ("forward", "backward") if backward else ("forward",)
@@ -23,6 +26,7 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     memory = estimate_memory(trace)
     param_tensors = [t for t in trace.tensors.values() if t.kind == "param"]
     root_params = (sum(t.numel for t in param_tensors), sum(t.numel for t in param_tensors if t.requires_grad))
+    fields = _fields(trace) if receptive_field else None
     layers = []
     for call in trace.calls:
         if not (1 <= call.depth <= depth or (call.depth == 0 and len(trace.calls) == 1)):
@@ -36,6 +40,8 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
             "other_flops": cost.other_flops, "output_bytes": sum(trace.tensors[t].bytes for t in call.outputs),
             "macs_pct": 100.0 * cost.macs / forward_macs if forward_macs else 0.0,
         })
+        if fields is not None:
+            layers[-1].update(_field_columns(fields.get(call.outputs[0]) if call.outputs else None))
     totals = {
         "params": root_params[0], "trainable_params": root_params[1],
         "non_trainable_params": root_params[0] - root_params[1],
@@ -50,3 +56,19 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
         extra={"uncounted_ops": count.uncounted(phases), "breakdown": breakdown, "device": trace.device,
                "backward": backward, "notes": trace.notes},
     )
+
+
+def _fields(trace: Trace):  # noqa: ANN202  (FieldMap; imported lazily: numpy and the rf rules)
+    from inspectlab.analysis.receptive_field import receptive_fields
+
+    return receptive_fields(trace)
+
+
+def _field_columns(field) -> dict:  # noqa: ANN001
+    """"rf": [h, w] (or "global"), "stride": [h, w], for a FieldInfo of analysis/receptive_field.py."""
+    if field is None or field.size is None:
+        return {"rf": None, "stride": None}
+    stride = [float(s) if s.denominator != 1 else int(s) for s in field.stride]
+    rf = "global" if field.is_global else [int(v) if v is not None and float(v).is_integer() else v
+                                            for v in field.size]
+    return {"rf": rf, "stride": stride}

@@ -18,7 +18,7 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existin
 BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
 
 SUMMARY_COLUMNS = ("name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "macs", "flops",
-                   "other_flops", "output_bytes", "macs_pct")
+                   "other_flops", "output_bytes", "macs_pct", "rf", "stride")
 DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
 
 
@@ -43,6 +43,8 @@ def _columns(selection: str) -> list[Any]:
         "other_flops": Column("other_flops", "other FLOPs", human_count, numeric=True),
         "output_bytes": Column("output_bytes", "output mem", human_bytes, numeric=True),
         "macs_pct": Column("macs_pct", "% MACs", percent, numeric=True),
+        "rf": Column("rf", "RF", _field_text, numeric=True),
+        "stride": Column("stride", "stride", _field_text, numeric=True),
     }
     aliases = {"input": "input_shapes", "output": "output_shapes", "trainable": "trainable_params",
                "memory": "output_bytes", "pct": "macs_pct"}
@@ -53,6 +55,11 @@ def _columns(selection: str) -> list[Any]:
             raise InspectlabError(f"unknown column {key!r}; choose from {', '.join(catalogue)}")
         chosen.append(catalogue[key])
     return chosen
+
+
+def _field_text(value: Any) -> str:
+    """[427, 427] -> "427×427"; "global" stays."""
+    return value if isinstance(value, str) else "×".join(f"{v:g}" for v in value)
 
 
 def _leaf_label(name: str) -> str:
@@ -104,13 +111,14 @@ def summary_command(
         chosen = _columns(columns)
         if output:
             check_writable(output, force)
+        wants_rf = any(c.key in ("rf", "stride") for c in chosen)
         report = api.summary(model, input_sizes(inputs), args=parse_args(args), depth=depth, device=device,
-                             dtype=dtype, backward=backward)
+                             dtype=dtype, backward=backward, receptive_field=wants_rf)
         rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
         emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
              title=f"{model} · input {_shapes_text(report.inputs)}",
              document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
-             csv_keys=LAYER_KEYS)
+             csv_keys=LAYER_KEYS + (("rf", "stride") if wants_rf else ()))
 
     guarded(body)
 
