@@ -99,6 +99,7 @@ def measure(tool: str, spec: str, side: int, calls: int, threads: int) -> dict[s
 def _with_medians(row: dict[str, Any]) -> dict[str, Any]:
     row["warm_median_s"] = statistics.median(row["warm_s"])
     row["warm_cpu_median_s"] = statistics.median(row["warm_cpu_s"])
+    row["warm_cpu_min_s"] = min(row["warm_cpu_s"])
     return row
 
 
@@ -178,11 +179,15 @@ def main() -> None:
     rows = {side: merge(rows_c) for side, rows_c in runs_c.items()}
     for side, row in rows.items():
         growth = row["warm_cpu_median_s"] / rows[1024]["warm_cpu_median_s"]
-        print(_line(f"{side}²", row) + f"  CPU time × the 1024² one: {growth:.2f}")
+        growth_min = row["warm_cpu_min_s"] / rows[1024]["warm_cpu_min_s"]
+        print(_line(f"{side}²", row) + f"  CPU time × the 1024² one: median {growth:.2f}, "
+              f"fastest call {growth_min:.2f}")
     worst = max(row["warm_median_s"] for row in rows.values()) / rows[1024]["warm_median_s"]
-    worst_cpu = max(row["warm_cpu_median_s"] for row in rows.values()) / rows[1024]["warm_cpu_median_s"]
-    print(f"  goal: no growth with the input size → largest warm ratio to 1024² is {worst:.2f}, in CPU time "
-          f"{worst_cpu:.2f} ({_verdict(worst_cpu <= 1.25)}, allowing 25% for noise on a shared machine)")
+    worst_min = max(row["warm_cpu_min_s"] for row in rows.values()) / rows[1024]["warm_cpu_min_s"]
+    print(f"  goal: no growth with the input size → largest warm ratio to 1024² is {worst:.2f} (median wall); "
+          f"of the fastest calls' CPU time {worst_min:.2f} ({_verdict(worst_min <= 1.15)}: the fastest call is the "
+          f"one least disturbed by other processes; 15% allowed for noise)")
+
 
 if __name__ == "__main__":
     main()

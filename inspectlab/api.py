@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+import gc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -18,6 +20,25 @@ from inspectlab.tracing.recorder import NeedsRealRun, record
 from inspectlab.tracing.records import Trace
 
 InputSize = Sequence[int] | Sequence[Sequence[int]]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _gc_paused(function: _F) -> _F:
+    """Run without Python's cyclic garbage collector: building and tracing a model allocate ~10^5 short-lived
+    objects (freed by reference counting), and the collections they trigger took ~20% of a ResNet-50
+    summary. The collector is re-enabled on the way out (if it was on), also when the call raises."""
+
+    @functools.wraps(function)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused  # type: ignore[return-value]
 
 
 def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
@@ -56,6 +77,7 @@ def input_shapes(model_or_spec: nn.Module | str, input_size: InputSize | None) -
     return [tuple(s) for s in input_size]  # type: ignore[union-attr]
 
 
+@_gc_paused
 def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
           device: str = "meta", dtype: str = "float32", backward: bool = False) -> Trace:
@@ -83,6 +105,7 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
         return result
 
 
+@_gc_paused
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
@@ -95,6 +118,7 @@ def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
                      receptive_field=receptive_field)
 
 
+@_gc_paused
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
           backward: bool = False, compare: bool = False) -> Report:

@@ -153,3 +153,63 @@ def test_dtype_applies_to_stand_ins_not_to_the_model() -> None:
         assert report.totals["param_bytes"] == (3 * 4 * 9 + 4) * 2
         assert report.totals["input_bytes"] == 3 * 8 * 8 * 2
     assert model.weight.dtype == torch.float32 and model.weight.device.type == "cpu"
+
+
+class SplitNorm(nn.Module):
+    """Batch norm, in-place and out-of-place activations, elementwise ops, upsampling and a split: the ops
+    the meta pass answers without torch's meta code (inspectlab/tracing/meta_shortcuts.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.Hardswish(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.act(self.bn(self.conv(x))).split(4, dim=1)
+        y = torch.relu_(a * b) + F.hardsigmoid(a) - torch.sigmoid(b) / 2
+        y = F.gelu(y) * 3 + F.silu(y).add(1, alpha=2)
+        up = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(up, size=(5, 11), mode="nearest") + 1.5
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("training", [False, True])
+def test_meta_pass_records_what_a_real_run_records(training: bool, layout: torch.memory_format) -> None:
+    model = SplitNorm().train(training)
+    x = torch.randn(2, 3, 9, 7).to(memory_format=layout)
+    meta, real = api.trace(model, input_data=[x]), api.trace(model, input_data=[x], device="cpu")
+    assert meta.device == "meta" and real.device == "cpu"
+    assert [op.name for op in meta.ops] == [op.name for op in real.ops]
+    assert [(t.shape, t.dtype, t.alias_of, t.storage) for t in meta.tensors.values()] == \
+        [(t.shape, t.dtype, t.alias_of, t.storage) for t in real.tensors.values()]
+
+
+def test_every_piece_of_a_split_is_a_view_of_its_input() -> None:
+    trace = api.trace(SplitNorm(), (1, 3, 8, 8))
+    split = next(op for op in trace.ops if op.packet == "aten.split")
+    pieces = [trace.tensors[t] for t in split.outputs]
+    assert len(pieces) == 2
+    assert all(p.alias_of == split.inputs[0] and p.storage == trace.tensors[split.inputs[0]].storage for p in pieces)
+
+
+def test_batch_norm_with_the_wrong_channel_count_is_rejected_on_meta() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(8))
+    with pytest.raises(ModelRejectedInput, match=r"1 \(BatchNorm2d\) rejected input 1×6×4×4"):
+        api.trace(model, (1, 3, 4, 4))
+
+
+def test_garbage_collector_is_restored_after_a_trace() -> None:
+    import gc
+
+    assert gc.isenabled()
+    api.summary(SplitNorm(), (1, 3, 8, 8))
+    with pytest.raises(ModelRejectedInput):
+        api.trace(Raises(), (1, 3, 8, 8))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        api.trace(SplitNorm(), (1, 3, 8, 8))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

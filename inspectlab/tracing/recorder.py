@@ -7,6 +7,7 @@ is used. Hooks are removed in `finally`, also when the forward raises.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,10 +16,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.weak import WeakIdKeyDictionary
 
 from inspectlab.errors import InspectlabError
 from inspectlab.tracing.implicit_calls import add_implicit_calls
+from inspectlab.tracing.meta_shortcuts import meta_result, on_meta
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
 
 _META_HINTS = (
@@ -34,6 +35,71 @@ class ModelRejectedInput(InspectlabError):
     """The model raised during its forward: names the innermost module running and the shapes it got."""
 
 
+class _TensorIds:
+    """Tensor object -> tensor id, by identity, without keeping activations alive.
+
+    A dict keyed by `id(tensor)` holding a weak reference: an entry whose tensor died (and whose id
+    Python reused) fails the identity check and counts as unknown. Leaner than WeakIdKeyDictionary,
+    which this replaces on the hot path (hundreds of lookups per traced forward).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, int]] = {}
+
+    def get(self, tensor: torch.Tensor) -> int | None:
+        entry = self._entries.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            return entry[1]
+        return None
+
+    def set(self, tensor: torch.Tensor, tensor_id: int) -> None:
+        self._entries[id(tensor)] = (weakref.ref(tensor), tensor_id)
+
+
+class _OpPlan:
+    """What record_op needs of an op's schema, computed once per op overload."""
+
+    __slots__ = ("name", "arguments", "written", "return_sources", "shortcut")
+
+    def __init__(self, func: Any) -> None:
+        schema = func._schema
+        self.name = str(func)
+        self.arguments = [argument.name for argument in schema.arguments]
+        self.written = [argument.name for argument in schema.arguments
+                        if argument.alias_info is not None and argument.alias_info.is_write]
+        self.return_sources = [_aliased_argument(schema, result.alias_info) if result.alias_info is not None else None
+                               for result in schema.returns]
+        self.shortcut = meta_result(self.name)
+
+
+_PLANS: dict[Any, _OpPlan] = {}
+
+
+def _plan(func: Any) -> _OpPlan:
+    plan = _PLANS.get(func)
+    if plan is None:
+        plan = _PLANS[func] = _OpPlan(func)
+    return plan
+
+
+def _tensors_in(structure: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors in nested tuples/lists/dicts, in order; other containers go through torch's pytree."""
+    if isinstance(structure, torch.Tensor):
+        found.append(structure)
+    elif isinstance(structure, (tuple, list)):
+        for item in structure:
+            _tensors_in(item, found)
+    elif isinstance(structure, dict):
+        for item in structure.values():
+            _tensors_in(item, found)
+    elif structure is not None and not isinstance(structure, (bool, int, float, str)):
+        leaves, _ = tree_flatten(structure)
+        if leaves != [structure]:
+            for item in leaves:
+                _tensors_in(item, found)
+    return found
+
+
 class _TraceBuilder:
     """Accumulates records during the pass."""
 
@@ -44,7 +110,7 @@ class _TraceBuilder:
         self.stack: list[int] = []
         self.functions: list[str] = []
         self.phase = "forward"
-        self._ids: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._ids = _TensorIds()
         self._keep: list[torch.Tensor] = []  # inputs/params stay alive so their ids stay unique
 
     # tensors -------------------------------------------------------------------------------
@@ -57,39 +123,38 @@ class _TraceBuilder:
             element_size=tensor.element_size(), kind=kind, producer=producer, name=name,
             alias_of=alias_of, storage=storage,
         )
-        self._ids[tensor] = tensor_id
+        self._ids.set(tensor, tensor_id)
         if kind in ("input", "param", "buffer"):
             self._keep.append(tensor)
         return tensor_id
 
     def known(self, tensor: torch.Tensor) -> bool:
-        return tensor in self._ids
+        return self._ids.get(tensor) is not None
 
     def id_of(self, tensor: torch.Tensor) -> int:
         known = self._ids.get(tensor)
         return known if known is not None else self.register(tensor, "constant")
 
     def ids_in(self, *structures: Any) -> list[int]:
-        leaves, _ = tree_flatten(structures)
-        return [self.id_of(leaf) for leaf in leaves if isinstance(leaf, torch.Tensor)]
+        return [self.id_of(tensor) for tensor in _tensors_in(structures, [])]
 
     # ops -----------------------------------------------------------------------------------
-    def record_op(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    def record_op(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any,
+                  plan: _OpPlan | None = None) -> None:
         index = len(self.ops)
-        schema = func._schema
-        named: dict[str, Any] = {}
-        for position, argument in enumerate(schema.arguments):
-            if position < len(args):
-                named[argument.name] = args[position]
-            elif argument.name in kwargs:
-                named[argument.name] = kwargs[argument.name]
+        plan = plan or _plan(func)
+        named: dict[str, Any] = dict(zip(plan.arguments, args, strict=False))
+        if kwargs:
+            for name in plan.arguments[len(args):]:
+                if name in kwargs:
+                    named[name] = kwargs[name]
         plain: dict[str, Any] = {}
         tensor_args: dict[str, int | list[int] | None] = {}
         reads: list[int] = []
         for name, value in named.items():
             if isinstance(value, torch.Tensor):
-                tensor_args[name] = self.id_of(value)
-                reads.append(tensor_args[name])  # type: ignore[arg-type]
+                tensor_id = tensor_args[name] = self.id_of(value)
+                reads.append(tensor_id)
             elif isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
                 ids = [self.id_of(v) for v in value if isinstance(v, torch.Tensor)]
                 tensor_args[name] = ids
@@ -101,27 +166,25 @@ class _TraceBuilder:
 
         # arguments the op writes (in-place, out=): their tensors get a new version
         written: dict[int, int] = {}  # python id of the tensor object -> new tensor id
-        for argument in schema.arguments:
-            info = argument.alias_info
-            value = named.get(argument.name)
-            if info is not None and info.is_write and isinstance(value, torch.Tensor):
+        for name in plan.written:
+            value = named.get(name)
+            if isinstance(value, torch.Tensor):
                 old = self._ids.get(value)
                 written[id(value)] = self.register(value, "activation", producer=index, alias_of=old)
         outputs: list[int] = []
-        returns = list(schema.returns)
-        flat_out, _ = tree_flatten(out)
-        for position, value in enumerate(flat_out):
-            if not isinstance(value, torch.Tensor):
-                continue
-            if id(value) in written:
-                outputs.append(written[id(value)])
-                continue
-            alias = returns[position].alias_info if position < len(returns) else None
-            source = _aliased_argument(schema, alias, named) if alias is not None else None
-            source_id = self._ids.get(source) if source is not None else None
-            outputs.append(self.register(value, "activation", producer=index, alias_of=source_id))
+        results = (out,) if len(plan.return_sources) == 1 else out if isinstance(out, (tuple, list)) else ()
+        for result, source_name in zip(results, plan.return_sources, strict=False):
+            source = named.get(source_name) if source_name is not None else None
+            source_id = self._ids.get(source) if isinstance(source, torch.Tensor) else None
+            for value in (result if isinstance(result, (tuple, list)) else (result,)):  # Tensor[] results: split
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if id(value) in written:
+                    outputs.append(written[id(value)])
+                else:
+                    outputs.append(self.register(value, "activation", producer=index, alias_of=source_id))
         self.ops.append(OpRecord(
-            index=index, name=str(func), args=plain, tensor_args=tensor_args, inputs=reads,
+            index=index, name=plan.name, args=plain, tensor_args=tensor_args, inputs=reads,
             outputs=outputs, module_call=self.stack[-1] if self.stack else None,
             function=self.functions[0] if self.functions else None, phase=self.phase,
             inplace=bool(written),
@@ -152,11 +215,18 @@ def _plain_value(value: Any) -> Any:
     return str(value)
 
 
-def _aliased_argument(schema: Any, alias: Any, named: Mapping[str, Any]) -> Any:
+def _aliased_argument(schema: Any, alias: Any) -> str | None:
+    """The name of the argument whose alias set a result shares (a view's base), if any.
+
+    A list of views (`Tensor(a)[]`: split, chunk, unbind) shows an empty alias set on the list itself;
+    its pieces are views of the argument that may alias anything (`Tensor(a -> *)`).
+    """
     for argument in schema.arguments:
         info = argument.alias_info
-        if info is not None and info.before_set & alias.before_set:
-            return named.get(argument.name)
+        if info is None:
+            continue
+        if info.before_set & alias.before_set or (not alias.before_set and "*" in info.after_set):
+            return argument.name
     return None
 
 
@@ -167,26 +237,14 @@ class _DispatchRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        shortcut = _META_SHAPES.get(str(func))
-        if shortcut is not None and args and getattr(args[0], "is_meta", False):
-            out = shortcut(*args, **kwargs)
-        else:
+        plan = _plan(func)
+        out = NotImplemented
+        if plan.shortcut is not None and on_meta(args):
+            out = plan.shortcut(*args, **kwargs)
+        if out is NotImplemented:
             out = func(*args, **kwargs)
-        self.builder.record_op(func, args, kwargs, out)
+        self.builder.record_op(func, args, kwargs, out, plan)
         return out
-
-
-def _batch_norm_shapes(x: torch.Tensor, training: bool) -> tuple[torch.Tensor, ...]:
-    """Output shapes of batch norm on meta: torch runs a Python decomposition there (~1.5 ms a call)."""
-    stats = x.new_empty((x.shape[1],) if training else (0,))
-    return torch.empty_like(x), stats, stats.clone()
-
-
-_META_SHAPES = {  # (input, weight, bias, running_mean, running_var, training, ...)
-    "aten.native_batch_norm.default":
-        lambda x, *args, **kwargs: _batch_norm_shapes(x, bool(kwargs.get("training", args[4]))),
-    "aten._native_batch_norm_legit_no_training.default": lambda x, *args, **kwargs: _batch_norm_shapes(x, False),
-}
 
 
 def _skip_dynamo_import(mode: type[TorchDispatchMode]) -> None:

@@ -1,0 +1,166 @@
+"""Results of common ops on the meta device, given without running torch's Python meta code.
+
+On the meta device torch computes many ops' output metadata in Python (decompositions and `_refs`):
+batch norm ~1.5 ms a call, bilinear upsampling ~20 ms, an elementwise add ~0.4 ms, and the first
+elementwise op in a process imports torch._dynamo (~1.3 s). For the common cases below the result's
+shape, strides and dtype are plain to see, so the recorder makes the empty meta tensor itself. Each
+shortcut returns NotImplemented for any case it does not cover (broadcasting, dtype promotion, unusual
+layouts), and torch then runs as usual. `tests/test_trace.py` checks that a meta trace records the same
+ops, shapes, dtypes and aliasing as a real run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Shortcut = Callable[..., Any]
+
+
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+
+
+def _batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None, training: bool) -> Any:
+    """(output, saved mean, saved inverse std): the statistics have C entries in training, 0 in eval."""
+    channels = x.shape[1] if x.dim() > 1 else 0
+    if running_mean is not None and running_mean.numel() != channels:
+        raise RuntimeError(f"running_mean should contain {channels} elements not {running_mean.numel()}")
+    stats_shape = (channels,) if training else (0,)
+    stats = [torch.empty_strided(stats_shape, (1,), dtype=x.dtype, device=x.device) for _ in range(2)]
+    return _empty_like(x), *stats
+
+
+def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, *args: Any,
+                       **kwargs: Any) -> Any:
+    return _batch_norm(x, mean, bool(kwargs.get("training", *args[:1])))
+
+
+def _batch_norm_no_training(x: torch.Tensor, weight: Any, bias: Any, mean: Any, *args: Any, **kwargs: Any) -> Any:
+    return _batch_norm(x, mean, False)
+
+
+def _in_place(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """An in-place activation returns its input."""
+    return x
+
+
+def _elementwise(*args: Any, **kwargs: Any) -> Any:
+    """A unary or binary elementwise op on floating tensors of one dtype, other arguments Python numbers:
+    tensors of one shape and strides give a tensor like the first; contiguous tensors of broadcastable
+    shapes give a contiguous tensor of the broadcast shape."""
+    tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+    first = args[0]
+    if not isinstance(first, torch.Tensor) or not first.is_floating_point():
+        return NotImplemented
+    if any(not isinstance(v, (bool, int, float, str, torch.Tensor)) and v is not None
+           for v in (*args, *kwargs.values())):
+        return NotImplemented  # complex scalars promote the dtype
+    if any(t.dtype != first.dtype for t in tensors):
+        return NotImplemented
+    if all(t.shape == first.shape and t.stride() == first.stride() for t in tensors):
+        return _empty_like(first)
+    if all(t.is_contiguous() for t in tensors):
+        try:
+            shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        except RuntimeError:
+            return NotImplemented  # torch raises its own error
+        return torch.empty(shape, dtype=first.dtype, device=first.device)
+    return NotImplemented
+
+
+def _cat(tensors: Any, dim: int = 0) -> Any:
+    """torch.cat of contiguous (or of channels-last) floating tensors of one dtype and rank, equal but
+    for `dim`."""
+    tensors = list(tensors)
+    if not tensors or any(not isinstance(t, torch.Tensor) for t in tensors):
+        return NotImplemented
+    first = tensors[0]
+    rank = first.dim()
+    if rank == 0 or any(t.dim() != rank or t.dtype != first.dtype for t in tensors):
+        return NotImplemented
+    dim = dim % rank
+    if any(t.shape[:dim] != first.shape[:dim] or t.shape[dim + 1:] != first.shape[dim + 1:] for t in tensors):
+        return NotImplemented
+    shape = (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1:])
+    if all(t.is_contiguous() for t in tensors):
+        return torch.empty(shape, dtype=first.dtype, device=first.device)
+    if rank == 4 and all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors):
+        return torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=torch.channels_last)
+    return NotImplemented
+
+
+def _addmm(bias: torch.Tensor, mat1: torch.Tensor, mat2: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """bias + mat1 @ mat2 (a linear layer) for floating matrices of one dtype: an n×m contiguous tensor."""
+    if mat1.dim() != 2 or mat2.dim() != 2 or mat1.shape[1] != mat2.shape[0] or not mat1.is_floating_point():
+        return NotImplemented
+    if bias.dtype != mat1.dtype or mat2.dtype != mat1.dtype:
+        return NotImplemented
+    try:
+        torch.broadcast_shapes(bias.shape, (mat1.shape[0], mat2.shape[1]))
+    except RuntimeError:
+        return NotImplemented
+    return torch.empty((mat1.shape[0], mat2.shape[1]), dtype=mat1.dtype, device=mat1.device)
+
+
+def _mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Any:
+    """mean over `dim` of a contiguous floating tensor: a contiguous tensor without (or with size-1) dims."""
+    if not x.is_floating_point() or not x.is_contiguous() or dim is None or x.dim() == 0 or len(dim) == 0:
+        return NotImplemented
+    reduced = {d % x.dim() for d in dim}
+    shape = [1 if i in reduced else n for i, n in enumerate(x.shape) if keepdim or i not in reduced]
+    return torch.empty(shape, dtype=dtype or x.dtype, device=x.device)
+
+
+def _gelu(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    return _empty_like(x) if x.is_floating_point() else NotImplemented
+
+
+def _upsample(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> Any:
+    """upsample_{nearest,bilinear}2d with an explicit output size: N×C×H'×W', in the input's layout
+    (contiguous or channels-last)."""
+    if x.dim() != 4 or output_size is None or len(output_size) != 2 or x.shape[2] <= 0 or x.shape[3] <= 0:
+        return NotImplemented
+    height, width = (int(s) for s in output_size)
+    if height <= 0 or width <= 0:
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got output ({height}, {width})")
+    shape = (x.shape[0], x.shape[1], height, width)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout)
+
+
+_ELEMENTWISE = (
+    "add.Tensor", "sub.Tensor", "mul.Tensor", "div.Tensor", "add.Scalar", "sub.Scalar", "mul.Scalar", "div.Scalar",
+    "rsub.Scalar", "rsub.Tensor", "relu.default", "hardtanh.default", "hardswish.default", "hardsigmoid.default",
+    "sigmoid.default", "tanh.default", "silu.default", "leaky_relu.default", "elu.default", "clamp.default",
+)
+_IN_PLACE = ("relu", "hardtanh", "hardswish", "hardsigmoid", "sigmoid", "tanh", "silu", "leaky_relu", "elu")
+
+SHORTCUTS: dict[str, Shortcut] = {
+    "aten.native_batch_norm.default": _native_batch_norm,
+    "aten._native_batch_norm_legit_no_training.default": _batch_norm_no_training,
+    "aten.upsample_bilinear2d.default": _upsample,
+    "aten.upsample_nearest2d.default": _upsample,
+    "aten.gelu.default": _gelu,
+    "aten.cat.default": _cat,
+    "aten.mean.dim": _mean,
+    "aten.addmm.default": _addmm,
+    **{f"aten.{name}": _elementwise for name in _ELEMENTWISE},
+    **{f"aten.{name}_.default": _in_place for name in _IN_PLACE},
+}
+
+
+def meta_result(name: str) -> Shortcut | None:
+    """The shortcut for an op overload's name ("aten.add.Tensor"), if there is one."""
+    return SHORTCUTS.get(name)
+
+
+def on_meta(args: Any) -> bool:
+    """Whether an op's first argument (or the first of a tensor list, for cat) is a meta tensor."""
+    first = args[0] if args else None
+    if isinstance(first, (list, tuple)):
+        first = first[0] if first else None
+    return getattr(first, "is_meta", False)
