@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := $(BIN)/inspectlab summary unet --input 1,3,480,480
 
-.PHONY: demo test test-slow lint bench reports graphviz clean
+.PHONY: demo test test-slow lint bench reports graphviz chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,21 +18,30 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(VENV)/.installed $@
 
-graphviz:
-	@command -v dot >/dev/null 2>&1 || { \
+# System programs some tests and commands use: installed with apt-get when run as root, else the command to run
+# is printed (the tests that need them then skip). $(call system_package,PROGRAM,DEBIAN PACKAGES)
+define system_package
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing graphviz (the dot program)"; \
-	    (apt-get install -y -q graphviz >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null && apt-get install -y -q graphviz >/dev/null)) || \
-	    echo "could not install graphviz; run: apt-get install -y graphviz"; \
+	    echo "installing $(2)"; \
+	    (apt-get install -y -q $(2) >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null)) || \
+	    echo "could not install $(2); run: apt-get install -y $(2)"; \
 	  else \
-	    echo "graphviz's dot program is missing; run: sudo apt-get install -y graphviz"; \
+	    echo "$(1) is missing; run: sudo apt-get install -y $(2)"; \
 	  fi; }
+endef
+
+graphviz:  # the dot program: `inspectlab graph` renders with it
+	$(call system_package,dot,graphviz)
+
+chromium:  # headless Chromium: the test that opens the HTML reports as a user would
+	$(call system_package,chromium,chromium chromium-driver)
 
 demo: $(VENV)/.installed graphviz
 	$(DEMO)
 
-test: $(VENV)/.installed-dev graphviz
+test: $(VENV)/.installed-dev graphviz chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -88,6 +88,27 @@ def test_output_stride_and_receptive_field(frame) -> None:
         assert (row["rf"], row["rf_global"]) == (max(totals["rf"]), totals["global"])
 
 
+class SqueezeExcite(nn.Module):
+    """x · sigmoid(conv(pool(x))): the product has x's stride, not the pooled branch's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(self.pool(x)))
+
+
+def test_maps_pooled_to_a_fixed_grid_do_not_set_the_output_stride() -> None:
+    # conv_stack ends at stride 2; pooling 64×64 input's 32×32 map to 4×4 would be "stride 16", and to
+    # 8×8 at 128×128 input too: a stride that follows the input size, so it does not count.
+    grid_head = nn.Sequential(conv_stack(), nn.AdaptiveAvgPool2d(4), nn.Conv2d(4, 4, 1), nn.Flatten(),
+                              nn.Linear(64, 10))
+    squeeze = nn.Sequential(conv_stack(), SqueezeExcite(), nn.Conv2d(4, 4, 3, 2, 1))
+    rows = frame_rows(inspectlab.compare([grid_head, squeeze], SHAPE))
+    assert [r["output_stride"] for r in rows] == [2, 4]
+
+
 def test_failing_model_gets_an_error_row_and_the_others_finish(frame, tmp_path: Path) -> None:
     assert [r["model"] for r in frame_rows(frame)] == ["resnet18", "unet", "nope", "Sequential", "Sequential"]
     bad = row_of(frame, "nope")
@@ -233,17 +254,35 @@ PROBE = """<img alt="broken on purpose" src="data:image/png;base64,AAAA"><script
 });</script>"""
 
 
+REPORTS = sorted((Path(__file__).parent.parent / "reports").glob("*.html"))
+
+
+def _images_loaded(page: Path, tmp_path: Path) -> tuple[int, int]:
+    """(images on the page, images loaded) once headless Chromium has loaded `page` (plus one broken image)."""
+    probe = tmp_path / f"probe-{page.name}"
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    result = subprocess.run([CHROMIUM, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                            timeout=90)
+    match = re.search(r'data-images="(\d+)/(\d+)"', result.stdout)
+    assert match, result.stderr[-2000:]
+    return int(match.group(1)), int(match.group(2))
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install -y "
-                    "chromium chromium-driver)")
+                    "chromium chromium-driver; `make test` installs it when run as root)")
 def test_html_report_plots_load_in_headless_chromium(tmp_path: Path) -> None:
     frame = inspectlab.compare(["lenet5", "nope"], (1, 1, 32, 32), latency=True, iters=3, warmup=0)
     page = tmp_path / "report.html"
     write_reports(frame_rows(frame), frame.attrs, [page])
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                             probe.as_uri()], capture_output=True, text=True, timeout=90)
-    match = re.search(r'data-images="(\d+)/(\d+)"', result.stdout)
-    assert match, result.stderr[-2000:]
     # the report's bubble chart, latency bars and rf-vs-stride plot loaded; the broken probe image did not
-    assert (match.group(1), match.group(2)) == ("4", "3")
+    assert _images_loaded(page, tmp_path) == (4, 3)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+@pytest.mark.parametrize("page", REPORTS, ids=[p.name for p in REPORTS])
+def test_committed_reports_show_every_plot(page: Path, tmp_path: Path) -> None:
+    """reports/*.html as a user opens them: every plot inline and loaded (the probe's broken image aside)."""
+    images, loaded = _images_loaded(page, tmp_path)
+    assert images >= 2 and loaded == images - 1

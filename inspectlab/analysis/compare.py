@@ -106,8 +106,9 @@ def _number(value: Fraction | float | None) -> int | float | None:
 
 
 def final_field(trace: Trace) -> dict[str, Any]:
-    """Output stride (the coarsest stride of any feature map that still has its H and W axes; pooled maps
-    do not count) and the receptive field of the model's output (largest over the axes, local part;
+    """Output stride (the coarsest stride of any feature map that still has its H and W axes; maps
+    pooled to a fixed grid, and maps computed from them alone, do not count: their stride follows the
+    input size) and the receptive field of the model's output (largest over the axes, local part;
     `rf_global` when some path sees the whole input)."""
     from inspectlab.analysis.receptive_field import call_field, receptive_fields
 
@@ -115,8 +116,9 @@ def final_field(trace: Trace) -> dict[str, Any]:
         fields = receptive_fields(trace)
     except InspectlabError as exc:
         return {"output_stride": None, "rf": None, "rf_global": None, "notes": f"receptive field: {exc}"}
-    strides = [max(info.stride) for info in fields.values()
-               if info.axes and not info.unknown and all(d is not None for d in info.dims)]
+    pooled = _pooled_to_a_grid(trace)
+    strides = [max(info.stride) for tensor, info in fields.items()
+               if tensor not in pooled and info.axes and not info.unknown and all(d is not None for d in info.dims)]
     root = next(call for call in trace.calls if call.parent is None)
     info = call_field(fields, root)
     sizes = [s for s in (info.size or ()) if s is not None] if info is not None else []
@@ -127,6 +129,17 @@ def final_field(trace: Trace) -> dict[str, Any]:
         "rf_global": bool(info.is_global) if info is not None and not note else None,
         "notes": note,
     }
+
+
+def _pooled_to_a_grid(trace: Trace) -> set[int]:
+    """Tensors made by adaptive pooling, or by ops whose activation inputs all are such tensors (a classifier
+    head after `AdaptiveAvgPool2d(8)`); a merge with an unpooled map (x · SE(x)) is not."""
+    pooled: set[int] = set()
+    for op in trace.ops:
+        activations = [t for t in op.inputs if trace.tensors[t].kind in ("activation", "input")]
+        if "adaptive_" in op.name or (activations and all(t in pooled for t in activations)):
+            pooled.update(op.outputs)
+    return pooled
 
 
 def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, convention: str = "inspectlab",

@@ -73,7 +73,8 @@ DEFINITIONS = {
     "other FLOPs": "bias, normalisation, activations, pooling, interpolation, elementwise ops (docs/counting.md)",
     "activations": "bytes of every tensor the forward creates",
     "peak mem": "estimated peak inference memory: parameters + buffers + inputs + peak live activations",
-    "out stride": "coarsest effective stride of any feature map (input pixels per feature-map step)",
+    "out stride": "coarsest effective stride of any feature map (input pixels per feature-map step), maps pooled to a "
+                  "fixed grid aside",
     "RF (px)": "receptive field of the model's output, in input pixels (largest over H and W, local paths)",
     "global": "some path sees the whole input (global pooling, attention)",
     "p50 / p90": "median and 90th percentile of timed forwards",
