@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Annotated, Any
 
@@ -41,6 +43,47 @@ ModelArg = Annotated[
 ]
 ArgsOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
 DepthOption = Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")]
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option("--input", "-i", help="Input shape B,C,H,W or B,T,C,H,W (repeat for several inputs). "
+                 "Default: the zoo model's default input, else 1,3,224,224."),
+]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+
+
+def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:
+    """The shapes of repeated --input options; None when none was given (the model's default input)."""
+    from inspectlab.inputs import parse_shapes
+
+    return parse_shapes(texts) if texts else None
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Any]:
+    """A rich progress bar on stderr while the run lasts (only on a terminal); yields the callback, or None."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                  transient=True, auto_refresh=False) as bar:
+        task = bar.add_task("starting", total=1.0)
+        shown = [0.0]
+
+        def update(description: str, fraction: float) -> None:
+            # redrawn here, between timed iterations, never by a thread competing with the forward
+            bar.update(task, description=description, completed=fraction)
+            now = time.monotonic()
+            if now - shown[0] > 0.2 or fraction >= 1.0:
+                shown[0] = now
+                bar.refresh()
+
+        yield update
 
 
 @app.callback()

@@ -3,13 +3,23 @@ terminal, reports (Markdown + PNGs, self-contained HTML, csv, json) in files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, ModelArg, app, guarded, parse_args
-from inspectlab.cli.summary import InputOption, input_sizes
+from inspectlab.cli.common import (
+    ArgsOption,
+    ForceOption,
+    InputOption,
+    ModelArg,
+    app,
+    guarded,
+    input_sizes,
+    parse_args,
+    progress_bar,
+)
 
 
 class StdoutFormat(str, Enum):
@@ -46,7 +56,6 @@ FormatOption = Annotated[StdoutFormat, typer.Option("--format", "-f", help="Form
 OutputsOption = Annotated[list[str] | None, typer.Option(
     "--output", "-o", help="Write a report: .md (PNGs beside it), .html (one self-contained file), .csv or .json. "
     "Repeatable.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing report files.")]
 TitleOption = Annotated[str | None, typer.Option("--title", help="Heading of the report.")]
 
 
@@ -55,6 +64,19 @@ def _timing(latency: bool, device: str, warmup: int, iters: int | None, min_time
     if not latency:
         return None
     return {"device": device, "warmup": warmup, "iters": iters, "min_time": min_time, "threads": threads}
+
+
+def _run_report(make_frame: Callable[[dict[str, Any], Any], Any], timing: dict[str, Any] | None, fmt: StdoutFormat,
+                outputs: list[str] | None, force: bool, bubble: str | None, title: str | None, command: str) -> None:
+    """What compare and sweep share: check the report paths' formats first, run `make_frame(timing, progress)`
+    under a progress bar, then write the reports or print the table."""
+    from inspectlab.render.report_files import report_format
+
+    for path in outputs or []:
+        report_format(path)
+    with progress_bar() as progress:
+        frame = make_frame(timing or {}, progress)
+    _finish(frame, fmt, outputs, force, bubble, title, command)
 
 
 def _command_text(name: str, words: list[str], options: dict[str, Any]) -> str:
@@ -154,22 +176,18 @@ def compare_command(
     def body() -> None:
         from inspectlab import api
         from inspectlab.analysis.compare import parse_model
-        from inspectlab.cli.latency import progress_bar
-        from inspectlab.render.report_files import report_format
 
-        for path in outputs or []:
-            report_format(path)
         choices = [parse_model(text) for text in models]  # malformed specs fail before any work
         shapes = input_sizes(inputs)
-        timing = _timing(latency, device, warmup, iters, min_time, threads) or {}
-        with progress_bar() as progress:
-            frame = api.compare(choices, shapes, latency=latency, convention=convention.value, progress=progress,
-                                **timing)
         command = _command_text("compare", list(models), {
             "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
             "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
             None if convention is ConventionChoice.inspectlab else convention.value})
-        _finish(frame, fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
+        _run_report(
+            lambda timing, progress: api.compare(choices, shapes, latency=latency, convention=convention.value,
+                                                 progress=progress, **timing),
+            _timing(latency, device, warmup, iters, min_time, threads), fmt, outputs, force,
+            _BUBBLE_KEYS.get(bubble.value), title, command)
 
     guarded(body)
 
@@ -199,23 +217,18 @@ def sweep_command(
     def body() -> None:
         from inspectlab import api
         from inspectlab.analysis.compare import parse_model, parse_sizes
-        from inspectlab.cli.latency import progress_bar
         from inspectlab.inputs import parse_shape
-        from inspectlab.render.report_files import report_format
 
-        for path in outputs or []:
-            report_format(path)
         pairs = parse_sizes(sizes)
         template = parse_shape(inputs) if inputs else None
         choice = parse_model(model)
-        timing = _timing(latency, device, warmup, iters, min_time, threads) or {}
-        with progress_bar() as progress:
-            frame = api.sweep(choice, pairs, input_size=template, args=parse_args(args), latency=latency,
-                              progress=progress, **timing)
         command = _command_text("sweep", [model], {
             "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,
             "--device": device if latency and device != "cpu" else None, "--warmup": warmup if latency else None,
             "--iters": iters if latency else None})
-        _finish(frame, fmt, outputs, force, None, title, command)
+        _run_report(
+            lambda timing, progress: api.sweep(choice, pairs, input_size=template, args=parse_args(args),
+                                               latency=latency, progress=progress, **timing),
+            _timing(latency, device, warmup, iters, min_time, threads), fmt, outputs, force, None, title, command)
 
     guarded(body)

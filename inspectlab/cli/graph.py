@@ -10,8 +10,17 @@ from typing import Annotated
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, app, guarded, parse_args
-from inspectlab.cli.summary import ForceOption, InputOption, input_sizes
+from inspectlab.cli.common import (
+    ArgsOption,
+    DepthOption,
+    ForceOption,
+    InputOption,
+    ModelArg,
+    app,
+    guarded,
+    input_sizes,
+    parse_args,
+)
 
 
 class GraphFormat(str, Enum):

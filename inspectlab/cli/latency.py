@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, app, emit, guarded, parse_args
+from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, app, emit, guarded, parse_args, progress_bar
 from inspectlab.errors import InspectlabError
 
 if TYPE_CHECKING:
@@ -44,33 +41,6 @@ def parse_batches(text: str | None) -> list[int] | None:
             raise InspectlabError(f"malformed --batch {text!r}: give positive integers such as 1,8,32")
         sizes.append(int(part))
     return sizes
-
-
-@contextlib.contextmanager
-def progress_bar() -> Iterator[Any]:
-    """A rich progress bar on stderr while the run lasts (only on a terminal); yields the callback, or None."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=True, auto_refresh=False) as bar:
-        task = bar.add_task("starting", total=1.0)
-        shown = [0.0]
-
-        def update(description: str, fraction: float) -> None:
-            # redrawn here, between timed iterations, never by a thread competing with the forward
-            bar.update(task, description=description, completed=fraction)
-            now = time.monotonic()
-            if now - shown[0] > 0.2 or fraction >= 1.0:
-                shown[0] = now
-                bar.refresh()
-
-        yield update
 
 
 @app.command("latency")

@@ -6,26 +6,26 @@ from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, DepthOption, ExportFormat, ModelArg, app, emit, guarded, parse_args
+from inspectlab.cli.common import (
+    ArgsOption,
+    DepthOption,
+    ExportFormat,
+    ForceOption,
+    InputOption,
+    ModelArg,
+    OutputOption,
+    app,
+    emit,
+    guarded,
+    input_sizes,
+    parse_args,
+)
 
-InputOption = Annotated[
-    list[str] | None,
-    typer.Option("--input", "-i", help="Input shape B,C,H,W or B,T,C,H,W (repeat for several inputs). "
-                 "Default: the zoo model's default input, else 1,3,224,224."),
-]
-OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
 BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
 
 SUMMARY_COLUMNS = ("name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "macs", "flops",
                    "other_flops", "output_bytes", "macs_pct", "rf", "stride")
 DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
-
-
-def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:
-    from inspectlab.inputs import parse_shapes
-
-    return parse_shapes(texts) if texts else None
 
 
 def _columns(selection: str) -> list[Any]:
