@@ -1,0 +1,254 @@
+"""The receptive-field data of one tensor (per input axis: per-unit tables of input intervals, the jump),
+and the numpy primitives the rules build tables with. See receptive_field.py for the method."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from inspectlab.tracing.records import Trace
+
+INF = math.inf
+
+
+# --------------------------------------------------------------------------------------------------
+# data classes
+
+
+@dataclass(frozen=True)
+class AxisSummary:
+    """Field of one axis summed up: largest field over units (all paths / shortest path), padding, centre."""
+
+    size: float | None
+    size_min: float | None
+    padding: float | None  # how far the first unit's field starts before pixel 0
+    center: float | None  # centre of the first unit's field, in input pixels
+
+
+@dataclass
+class AxisField:
+    """The field along one input axis in one tensor.
+
+    `table` is (6, n): per unit along tensor dim `dim`, the field's first and last input pixel through
+    all paths, then through the shortest path (unclipped: padded taps count as the pixels they stand
+    for), then the first and last pixel the unit actually depends on (padding is nothing; this is what
+    autograd measures). +inf/-inf: the unit depends on nothing. It is None once the axis is folded into
+    another dim (flatten) or reduced away; `frozen` then holds its summary.
+    """
+
+    dim: int | None
+    jump: Fraction
+    table: np.ndarray | None = None
+    frozen: AxisSummary | None = None
+
+    def summary(self) -> AxisSummary:
+        if self.table is None or self.table.shape[1] == 0:
+            return self.frozen or AxisSummary(None, None, None, None)
+        lo, hi, lo_min, hi_min = self.table[:4]
+        sizes = finite(hi - lo + 1)
+        sizes_min = finite(hi_min - lo_min + 1)
+        first = math.isfinite(lo[0]) and math.isfinite(hi[0])
+        return AxisSummary(
+            size=float(sizes.max()) if sizes.size else None,
+            size_min=float(sizes_min.max()) if sizes_min.size else None,
+            padding=float(-lo[0]) if first else None,
+            center=float((lo[0] + hi[0]) / 2) if first else None,
+        )
+
+    def folded(self, dim: int | None) -> AxisField:
+        """This axis without its per-unit table (kept as a summary), carried by `dim`."""
+        return AxisField(dim, self.jump, None, self.summary())
+
+    def moved(self, dim: int | None) -> AxisField:
+        return replace(self, dim=dim)
+
+    @property
+    def tabled(self) -> bool:
+        return self.table is not None
+
+
+@dataclass
+class FieldInfo:
+    """The receptive field of one tensor: one AxisField per input axis (H, W), or none for a tensor that
+    does not depend on the input. `is_global`: some path reaches every input pixel (global pooling, a
+    linear layer over positions, attention); the axes then keep the local field of the other paths."""
+
+    axes: tuple[AxisField, ...] = ()
+    is_global: bool = False
+    zero: bool = False  # a constant known to be all zeros (new_zeros, zeros_like): x * 0 has no field
+    unknown: str | None = None  # why the field is not known (an op with no rule upstream)
+
+    @property
+    def constant(self) -> bool:
+        return not self.axes and self.unknown is None
+
+    def _per_axis(self, pick: Callable[[AxisField], Any]) -> tuple[Any, ...] | None:
+        return None if self.unknown or not self.axes else tuple(pick(a) for a in self.axes)
+
+    @property
+    def size(self) -> tuple[float | None, ...] | None:
+        """Largest field over the tensor's units, through all paths, per axis (input pixels)."""
+        return self._per_axis(lambda a: a.summary().size)
+
+    @property
+    def size_min(self) -> tuple[float | None, ...] | None:
+        """Field through the shortest path (largest over units), per axis."""
+        return self._per_axis(lambda a: a.summary().size_min)
+
+    @property
+    def stride(self) -> tuple[Fraction, ...] | None:
+        return self._per_axis(lambda a: a.jump)
+
+    @property
+    def padding(self) -> tuple[float | None, ...] | None:
+        return self._per_axis(lambda a: a.summary().padding)
+
+    @property
+    def center(self) -> tuple[float | None, ...] | None:
+        return self._per_axis(lambda a: a.summary().center)
+
+    @property
+    def dims(self) -> tuple[int | None, ...]:
+        """The tensor dim indexing each input axis (None where folded or reduced)."""
+        return tuple(a.dim if a.tabled else None for a in self.axes)
+
+    def unit(self, index: Sequence[int], actual: bool = False) -> list[tuple[float, float] | None]:
+        """Per axis, the field [first, last pixel] of the unit at `index` (one index per axis) through all
+        paths: unclipped, or with `actual` the pixels it really depends on (None: none, or no per-unit
+        table for that axis)."""
+        rows = (4, 5) if actual else (0, 1)
+        result: list[tuple[float, float] | None] = []
+        for axis, position in zip(self.axes, index, strict=True):
+            span = None
+            if axis.table is not None:
+                lo, hi = float(axis.table[rows[0], position]), float(axis.table[rows[1], position])
+                span = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+            result.append(span)
+        return result
+
+
+CONSTANT = FieldInfo()
+
+
+@dataclass(frozen=True)
+class FieldNote:
+    """Something the walk wants the user to know: an op with no rule, or a misaligned merge."""
+
+    kind: str  # "no-rule" | "misaligned"
+    op: int
+    where: str  # module label
+    text: str
+    offsets: tuple[tuple[float, ...], ...] = ()  # misaligned: per input, per axis, centre offset in px
+
+
+class FieldMap(dict[int, FieldInfo]):
+    """tensor id -> FieldInfo, with the notes the walk made and the analysed input."""
+
+    def __init__(self, trace: Trace, input_id: int, spatial_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.trace = trace
+        self.input_id = input_id
+        self.spatial_dims = spatial_dims
+        self.notes: list[FieldNote] = []
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        shape = self.trace.tensors[self.input_id].shape
+        return tuple(shape[d] for d in self.spatial_dims)
+
+    def of(self, tensor_id: int) -> FieldInfo:
+        return self.get(tensor_id, CONSTANT)
+
+
+class NoRule(Exception):
+    """The op is known but this use of it is not (e.g. a gather along a spatial axis)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# table primitives
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def identity_table(n: int) -> np.ndarray:
+    units = np.arange(n, dtype=np.float64)
+    return np.stack([units] * 6)
+
+
+EMPTY = np.array([INF, -INF, INF, -INF, INF, -INF])
+
+
+def gather(axis: AxisField, taps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Union of the fields of input units `taps` (n_out, k), masked. Units outside the tensor are the
+    virtual units a padding adds: extrapolated with the axis's stride in the unclipped rows, nothing in
+    the actual rows."""
+    table = axis.table
+    assert table is not None
+    n = table.shape[1]
+    if n == 0:
+        raise NoRule("an image axis of size 0")
+    taps = np.asarray(taps, dtype=np.int64)
+    if taps.ndim == 1:
+        taps = taps[:, None]
+    inside = np.clip(taps, 0, n - 1)
+    keep = np.ones(taps.shape, dtype=bool) if mask is None else mask
+    real = keep & (inside == taps)
+    with np.errstate(invalid="ignore"):
+        values = table[:, inside]  # (6, n_out, k)
+        values[:4] += (taps - inside) * float(axis.jump)
+    masks = np.stack([keep] * 4 + [real] * 2)
+    values = np.where(masks, values, EMPTY[:, None, None])
+    return np.stack([
+        values[0].min(-1), values[1].max(-1), values[2].min(-1), values[3].max(-1), values[4].min(-1),
+        values[5].max(-1),
+    ])
+
+
+def union(tables: Sequence[np.ndarray]) -> np.ndarray:
+    """Per unit: the union of the fields (all paths, unclipped and actual) and the narrowest of the
+    shortest-path fields."""
+    if len(tables) == 1:
+        return tables[0]
+    stack = np.stack(tables)  # (m, 6, n)
+    width = stack[:, 3] - stack[:, 2]
+    width = np.where(np.isfinite(width), width, INF)
+    pick = width.argmin(0)
+    columns = np.arange(stack.shape[2])
+    return np.stack([
+        stack[:, 0].min(0), stack[:, 1].max(0), stack[pick, 2, columns], stack[pick, 3, columns],
+        stack[:, 4].min(0), stack[:, 5].max(0),
+    ])
+
+
+def broadcast(table: np.ndarray, n: int) -> np.ndarray:
+    if table.shape[1] == n:
+        return table
+    if table.shape[1] == 1:
+        return np.repeat(table, n, axis=1)
+    raise NoRule(f"cannot broadcast {table.shape[1]} units to {n}")
+
+
+def centres(table: np.ndarray) -> np.ndarray:
+    return (table[0] + table[1]) / 2
+
+
+
+def centre_offset(reference: np.ndarray, table: np.ndarray) -> float:
+    """Median shift of the field centres of `table` from those of `reference` (borders, where torch clamps
+    interpolation taps, do not weigh in)."""
+    a, b = centres(reference), centres(table)
+    both = np.isfinite(a) & np.isfinite(b)
+    return float(np.median(b[both] - a[both])) if both.any() else 0.0
+
+
+def aligned_dims(in_rank: int, out_rank: int) -> dict[int, int]:
+    """Broadcasting: input dims align with the output's trailing dims."""
+    return {d: d + out_rank - in_rank for d in range(in_rank)}
