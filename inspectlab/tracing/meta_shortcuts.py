@@ -4,9 +4,10 @@ On the meta device torch computes many ops' output metadata in Python (decomposi
 batch norm ~1.5 ms a call, bilinear upsampling ~20 ms, an elementwise add ~0.4 ms, and the first
 elementwise op in a process imports torch._dynamo (~1.3 s). For the common cases below the result's
 shape, strides and dtype are plain to see, so the recorder makes the empty meta tensor itself. Each
-shortcut returns NotImplemented for any case it does not cover (broadcasting, dtype promotion, unusual
-layouts), and torch then runs as usual. `tests/test_trace.py` checks that a meta trace records the same
-ops, shapes, dtypes and aliasing as a real run.
+shortcut returns NotImplemented for any case it does not cover (broadcasting over mixed layouts, dtype
+promotion, unusual layouts), and torch then runs as usual. `tests/test_meta_shortcuts.py` compares each
+answer with torch's own result on real tensors; `tests/test_trace.py` checks that a meta trace records the
+same ops, shapes, dtypes and aliasing as a real run.
 """
 
 from __future__ import annotations
@@ -114,10 +115,6 @@ def _mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any
     return torch.empty(shape, dtype=dtype or x.dtype, device=x.device)
 
 
-def _gelu(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-    return _empty_like(x) if x.is_floating_point() else NotImplemented
-
-
 def _upsample(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> Any:
     """upsample_{nearest,bilinear}2d with an explicit output size: N×C×H'×W', in the input's layout
     (contiguous or channels-last)."""
@@ -136,6 +133,7 @@ _ELEMENTWISE = (
     "add.Tensor", "sub.Tensor", "mul.Tensor", "div.Tensor", "add.Scalar", "sub.Scalar", "mul.Scalar", "div.Scalar",
     "rsub.Scalar", "rsub.Tensor", "relu.default", "hardtanh.default", "hardswish.default", "hardsigmoid.default",
     "sigmoid.default", "tanh.default", "silu.default", "leaky_relu.default", "elu.default", "clamp.default",
+    "gelu.default",
 )
 _IN_PLACE = ("relu", "hardtanh", "hardswish", "hardsigmoid", "sigmoid", "tanh", "silu", "leaky_relu", "elu")
 
@@ -144,18 +142,12 @@ SHORTCUTS: dict[str, Shortcut] = {
     "aten._native_batch_norm_legit_no_training.default": _batch_norm_no_training,
     "aten.upsample_bilinear2d.default": _upsample,
     "aten.upsample_nearest2d.default": _upsample,
-    "aten.gelu.default": _gelu,
     "aten.cat.default": _cat,
     "aten.mean.dim": _mean,
     "aten.addmm.default": _addmm,
     **{f"aten.{name}": _elementwise for name in _ELEMENTWISE},
     **{f"aten.{name}_.default": _in_place for name in _IN_PLACE},
 }
-
-
-def meta_result(name: str) -> Shortcut | None:
-    """The shortcut for an op overload's name ("aten.add.Tensor"), if there is one."""
-    return SHORTCUTS.get(name)
 
 
 def on_meta(args: Any) -> bool:

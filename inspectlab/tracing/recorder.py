@@ -19,7 +19,7 @@ from torch.utils._pytree import tree_flatten
 
 from inspectlab.errors import InspectlabError
 from inspectlab.tracing.implicit_calls import add_implicit_calls
-from inspectlab.tracing.meta_shortcuts import meta_result, on_meta
+from inspectlab.tracing.meta_shortcuts import SHORTCUTS, on_meta
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
 
 _META_HINTS = (
@@ -69,7 +69,7 @@ class _OpPlan:
                         if argument.alias_info is not None and argument.alias_info.is_write]
         self.return_sources = [_aliased_argument(schema, result.alias_info) if result.alias_info is not None else None
                                for result in schema.returns]
-        self.shortcut = meta_result(self.name)
+        self.shortcut = SHORTCUTS.get(self.name)
 
 
 _PLANS: dict[Any, _OpPlan] = {}
@@ -139,10 +139,8 @@ class _TraceBuilder:
         return [self.id_of(tensor) for tensor in _tensors_in(structures, [])]
 
     # ops -----------------------------------------------------------------------------------
-    def record_op(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any,
-                  plan: _OpPlan | None = None) -> None:
+    def record_op(self, plan: _OpPlan, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
         index = len(self.ops)
-        plan = plan or _plan(func)
         named: dict[str, Any] = dict(zip(plan.arguments, args, strict=False))
         if kwargs:
             for name in plan.arguments[len(args):]:
@@ -243,7 +241,7 @@ class _DispatchRecorder(TorchDispatchMode):
             out = plan.shortcut(*args, **kwargs)
         if out is NotImplemented:
             out = func(*args, **kwargs)
-        self.builder.record_op(func, args, kwargs, out, plan)
+        self.builder.record_op(plan, args, kwargs, out)
         return out
 
 
