@@ -30,6 +30,13 @@ class TableFormat(str, Enum):
     json = "json"
 
 
+class TextFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
 class ExportFormat(str, Enum):
     table = "table"
     json = "json"

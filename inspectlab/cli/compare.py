@@ -14,19 +14,13 @@ from inspectlab.cli.common import (
     ForceOption,
     InputOption,
     ModelArg,
+    TextFormat,
     app,
     guarded,
     input_sizes,
     parse_args,
     progress_bar,
 )
-
-
-class StdoutFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    markdown = "markdown"
 
 
 class ConventionChoice(str, Enum):
@@ -52,7 +46,7 @@ ItersOption = Annotated[int | None, typer.Option("--iters", "-n", min=1, help="T
 MinTimeOption = Annotated[float | None, typer.Option(
     "--min-time", help="Time at least this many seconds (and 10 iterations) per model/size; default 2 s.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="torch intra-op threads for latency.")]
-FormatOption = Annotated[StdoutFormat, typer.Option("--format", "-f", help="Format printed to stdout.")]
+FormatOption = Annotated[TextFormat, typer.Option("--format", "-f", help="Format printed to stdout.")]
 OutputsOption = Annotated[list[str] | None, typer.Option(
     "--output", "-o", help="Write a report: .md (PNGs beside it), .html (one self-contained file), .csv or .json. "
     "Repeatable.")]
@@ -66,7 +60,7 @@ def _timing(latency: bool, device: str, warmup: int, iters: int | None, min_time
     return {"device": device, "warmup": warmup, "iters": iters, "min_time": min_time, "threads": threads}
 
 
-def _run_report(make_frame: Callable[[dict[str, Any], Any], Any], timing: dict[str, Any] | None, fmt: StdoutFormat,
+def _run_report(make_frame: Callable[[dict[str, Any], Any], Any], timing: dict[str, Any] | None, fmt: TextFormat,
                 outputs: list[str] | None, force: bool, bubble: str | None, title: str | None, command: str) -> None:
     """What compare and sweep share: check the report paths' formats first, run `make_frame(timing, progress)`
     under a progress bar, then write the reports or print the table."""
@@ -90,7 +84,7 @@ def _command_text(name: str, words: list[str], options: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _finish(frame: Any, fmt: StdoutFormat, outputs: list[str] | None, force: bool, bubble: str | None,
+def _finish(frame: Any, fmt: TextFormat, outputs: list[str] | None, force: bool, bubble: str | None,
             title: str | None, command: str) -> None:
     """Write the reports, else print the frame; every row failed: one error line."""
     from inspectlab.analysis.compare import frame_rows
@@ -110,16 +104,16 @@ def _finish(frame: Any, fmt: StdoutFormat, outputs: list[str] | None, force: boo
     _print(rows, frame.attrs, fmt)
 
 
-def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: StdoutFormat) -> None:
+def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: TextFormat) -> None:
     import sys
 
     from inspectlab.render import report_files
 
-    if fmt is StdoutFormat.json:
+    if fmt is TextFormat.json:
         sys.stdout.write(report_files.render_json(rows, attrs))
-    elif fmt is StdoutFormat.csv:
+    elif fmt is TextFormat.csv:
         sys.stdout.write(report_files.render_csv(rows))
-    elif fmt is StdoutFormat.markdown:
+    elif fmt is TextFormat.markdown:
         sys.stdout.write(report_files.render_markdown(rows, attrs, []))
     else:
         from rich.console import Console
@@ -166,7 +160,7 @@ def compare_command(
     bubble: Annotated[BubbleChoice, typer.Option(
         "--bubble", help="Bubble area of the MACs-vs-params chart (auto: latency if timed, else peak).")]
     = BubbleChoice.auto,
-    fmt: FormatOption = StdoutFormat.table,
+    fmt: FormatOption = TextFormat.table,
     outputs: OutputsOption = None,
     force: ForceOption = False,
     title: TitleOption = None,
@@ -207,7 +201,7 @@ def sweep_command(
     iters: ItersOption = None,
     min_time: MinTimeOption = None,
     threads: ThreadsOption = None,
-    fmt: FormatOption = StdoutFormat.table,
+    fmt: FormatOption = TextFormat.table,
     outputs: OutputsOption = None,
     force: ForceOption = False,
     title: TitleOption = None,

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, ModelArg, app, emit, guarded, parse_args
+from inspectlab.cli.common import ArgsOption, ModelArg, TableFormat, app, emit, guarded, parse_args
 from inspectlab.errors import InspectlabError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-
-
-class DumpFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def parse_bytes(text: str) -> int:
@@ -65,8 +59,8 @@ def dump_command(
                    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (cuda:N).")] = "cpu",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random input and of a spec-built model's init.")] = 0,
-    fmt: Annotated[DumpFormat, typer.Option("--format", "-f", help="table, or json (the manifest).")
-                   ] = DumpFormat.table,
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="table, or json (the manifest).")
+                   ] = TableFormat.table,
     args: ArgsOption = None,
 ) -> None:
     """Dump selected layers' outputs and gradients: safetensors/npz/pt + JSON manifest, pictures, statistics.
@@ -88,7 +82,7 @@ def dump_command(
         )
         for path in result.written + result.pngs:
             typer.echo(f"wrote {path}", err=True)
-        if fmt is DumpFormat.json:
+        if fmt is TableFormat.json:
             emit("json", [], [], document=result.manifest)
             return
         manifest = result.manifest

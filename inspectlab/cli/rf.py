@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, ModelArg, app, emit, guarded, parse_args
-
-
-class RfFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    markdown = "markdown"
-
+from inspectlab.cli.common import ArgsOption, ModelArg, TextFormat, app, emit, guarded, parse_args
 
 UNITS = ("centre", "first", "last")
 
@@ -28,7 +19,7 @@ def rf_command(
         "Fields are in pixels of its last two axes.")] = None,
     depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")] = 2,
     layers: Annotated[str | None, typer.Option("--layers", help="Glob on module names, e.g. 'layer*'.")] = None,
-    fmt: Annotated[RfFormat, typer.Option("--format", "-f", help="Output format.")] = RfFormat.table,
+    fmt: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
     args: ArgsOption = None,
     empirical: Annotated[bool, typer.Option(
         "--empirical", help="Check every row against autograd on a linear, positive copy of the model "
