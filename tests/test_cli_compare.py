@@ -8,12 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import assert_one_line_error, run_cli
 
 from inspectlab import api
-from inspectlab.cli import app
-
-runner = CliRunner()
 
 FACTORY = '''from torch import nn
 
@@ -24,19 +21,6 @@ def convs(width=8):
 '''
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def _assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert len(text.splitlines()) == 1 and text.startswith("error:"), text
-    assert "Traceback" not in text
-    for fragment in fragments:
-        assert fragment in text, text
-
-
 @pytest.fixture()
 def factory(tmp_path: Path) -> str:
     path = tmp_path / "mine.py"
@@ -45,7 +29,7 @@ def factory(tmp_path: Path) -> str:
 
 
 def test_compare_json_rows_match_api_summary(factory: str) -> None:
-    result = _run("compare", "unet", f"{factory}:width=4", "nope", "--input", "1,3,32,32", "--format", "json")
+    result = run_cli("compare", "unet", f"{factory}:width=4", "nope", "--input", "1,3,32,32", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["kind"] == "compare" and document["input"] == [[1, 3, 32, 32]]
@@ -62,18 +46,18 @@ def test_compare_json_rows_match_api_summary(factory: str) -> None:
 
 
 def test_compare_table_and_convention(factory: str) -> None:
-    result = _run("compare", "unet", factory, "nope", "--input", "1,3,32,32", "--convention", "torch")
+    result = run_cli("compare", "unet", factory, "nope", "--input", "1,3,32,32", "--convention", "torch")
     assert result.exit_code == 0, result.output
     for text in ("unet", "mine.py:convs", "MACs/param", "torch flops", "error: nope: unknown model"):
         assert text in result.output
-    result = _run("compare", factory, "--input", "1,3,32,32", "--convention", "torch", "--format", "csv")
+    result = run_cli("compare", factory, "--input", "1,3,32,32", "--convention", "torch", "--format", "csv")
     header, row = result.output.splitlines()[:2]
     values = dict(zip(header.split(","), row.split(","), strict=True))
     assert int(values["torch_flops"]) == 2 * int(values["macs"])  # convs without bias: FlopCounterMode = 2·MACs
 
 
 def test_compare_with_latency_on_a_tiny_model() -> None:
-    result = _run("compare", "lenet5", "--input", "1,1,32,32", "--latency", "--iters", "3", "--warmup", "0",
+    result = run_cli("compare", "lenet5", "--input", "1,1,32,32", "--latency", "--iters", "3", "--warmup", "0",
                   "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
@@ -85,7 +69,7 @@ def test_compare_with_latency_on_a_tiny_model() -> None:
 def test_report_files_refuse_overwrite_without_force(factory: str, tmp_path: Path) -> None:
     html, md = tmp_path / "r.html", tmp_path / "r.md"
     args = ["compare", "unet", factory, "--input", "1,3,32,32", "-o", str(html), "-o", str(md)]
-    result = _run(*args)
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     assert f"wrote {html}" in result.output and (tmp_path / "r-macs-params.png").exists()
     page = html.read_text()
@@ -93,23 +77,23 @@ def test_report_files_refuse_overwrite_without_force(factory: str, tmp_path: Pat
     assert page.count("<img ") == 2 and "mine.py:convs" in page
     assert "![MACs vs parameters](r-macs-params.png)" in md.read_text()
     before = html.read_bytes()
-    _assert_one_line_error(_run(*args), "exists", "--force")
+    assert_one_line_error(run_cli(*args), "exists", "--force")
     assert html.read_bytes() == before
-    assert _run(*args, "--force", "--title", "Mine").exit_code == 0
+    assert run_cli(*args, "--force", "--title", "Mine").exit_code == 0
     assert "<h1>Mine</h1>" in html.read_text()
 
 
 def test_compare_errors_are_one_line(tmp_path: Path) -> None:
-    _assert_one_line_error(_run("compare", "unet", "-o", str(tmp_path / "r.txt")), "format", ".html")
-    _assert_one_line_error(_run("compare", "nope", "tv:nothing_like_this", "--input", "1,3,32,32"),
+    assert_one_line_error(run_cli("compare", "unet", "-o", str(tmp_path / "r.txt")), "format", ".html")
+    assert_one_line_error(run_cli("compare", "nope", "tv:nothing_like_this", "--input", "1,3,32,32"),
                            "every model failed", "nope")
-    _assert_one_line_error(_run("compare", "unet", "--input", "1,3,x,4"), "malformed --input")
-    _assert_one_line_error(_run("compare", ":width=3"), "malformed model spec")
-    _assert_one_line_error(_run("compare", "unet", "-o", str(tmp_path / "no" / "r.md")), "does not exist")
+    assert_one_line_error(run_cli("compare", "unet", "--input", "1,3,x,4"), "malformed --input")
+    assert_one_line_error(run_cli("compare", ":width=3"), "malformed model spec")
+    assert_one_line_error(run_cli("compare", "unet", "-o", str(tmp_path / "no" / "r.md")), "does not exist")
 
 
 def test_sweep_exponent_of_a_conv_only_factory(factory: str, tmp_path: Path) -> None:
-    result = _run("sweep", factory, "--sizes", "16,32,64,128", "--input", "1,3,8,8", "--arg", "width=4",
+    result = run_cli("sweep", factory, "--sizes", "16,32,64,128", "--input", "1,3,8,8", "--arg", "width=4",
                   "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
@@ -119,14 +103,14 @@ def test_sweep_exponent_of_a_conv_only_factory(factory: str, tmp_path: Path) -> 
         h = row["height"]
         assert row["macs"] == 4 * h * h * 3 * 9 + 4 * (h // 2) ** 2 * 4 * 9
     report = tmp_path / "s.html"
-    result = _run("sweep", factory, "--sizes", "16,32", "--input", "1,3,8,8", "-o", str(report))
+    result = run_cli("sweep", factory, "--sizes", "16,32", "--input", "1,3,8,8", "-o", str(report))
     assert result.exit_code == 0, result.output
     assert report.read_text().count('src="data:image/png;base64,') == 1
-    table = _run("sweep", factory, "--sizes", "16,32,2x4", "--input", "1,3,8,8")
+    table = run_cli("sweep", factory, "--sizes", "16,32,2x4", "--input", "1,3,8,8")
     assert table.exit_code == 0 and "MACs 1.0000" in table.output and "2×4" in table.output
 
 
 def test_sweep_errors_are_one_line(factory: str) -> None:
-    _assert_one_line_error(_run("sweep", factory, "--sizes", "16,big"), "malformed --sizes")
-    _assert_one_line_error(_run("sweep", factory, "--sizes", "16", "--input", "1,3"), "spatial dims")
-    _assert_one_line_error(_run("sweep", "unet", "--sizes", "4,8"), "every size failed")
+    assert_one_line_error(run_cli("sweep", factory, "--sizes", "16,big"), "malformed --sizes")
+    assert_one_line_error(run_cli("sweep", factory, "--sizes", "16", "--input", "1,3"), "spatial dims")
+    assert_one_line_error(run_cli("sweep", "unet", "--sizes", "4,8"), "every size failed")

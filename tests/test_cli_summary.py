@@ -10,36 +10,21 @@ import re
 import pytest
 import torch
 import torchvision
+from cli_helpers import assert_one_line_error, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from inspectlab.cli import app
 from inspectlab.errors import InspectlabError
 from inspectlab.inputs import parse_shape
 
-runner = CliRunner()
 LAYER_KEYS = {"name", "type", "depth", "call", "input_shapes", "output_shapes", "params", "macs", "flops",
               "other_flops", "output_bytes"}
 TOTAL_KEYS = {"params", "trainable_params", "macs", "flops", "other_flops", "param_bytes", "activation_bytes",
               "peak_bytes"}
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def _assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert len(text.splitlines()) == 1 and text.startswith("error:"), text
-    assert "Traceback" not in text
-    for fragment in fragments:
-        assert fragment in text, text
-
-
 def test_summary_json_schema_and_params_against_torchvision() -> None:
-    result = _run("summary", "tv:resnet18", "--input", "1,3,64,64", "--format", "json")
+    result = run_cli("summary", "tv:resnet18", "--input", "1,3,64,64", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["schema"] == 1 and document["model"] == "tv:resnet18"
@@ -57,13 +42,13 @@ def test_summary_json_schema_and_params_against_torchvision() -> None:
 
 
 def test_summary_counts_each_call_of_a_reused_module() -> None:
-    result = _run("summary", "tv:resnet18", "--input", "1,3,64,64", "--depth", "3", "--format", "json")
+    result = run_cli("summary", "tv:resnet18", "--input", "1,3,64,64", "--depth", "3", "--format", "json")
     names = [row["name"] for row in json.loads(result.output)["layers"]]
     assert "layer1.0.relu" in names and "layer1.0.relu#1" in names
 
 
 def test_summary_csv_has_the_json_layer_keys() -> None:
-    result = _run("summary", "lenet5", "--format", "csv")
+    result = run_cli("summary", "lenet5", "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert LAYER_KEYS <= set(rows[0])
@@ -71,7 +56,7 @@ def test_summary_csv_has_the_json_layer_keys() -> None:
 
 
 def test_summary_table_shows_totals() -> None:
-    result = _run("summary", "unet", "--input", "1,3,64,64")
+    result = run_cli("summary", "unet", "--input", "1,3,64,64")
     assert result.exit_code == 0, result.output
     assert "Params: 17,263,042" in result.output
     assert re.search(r"MACs: [\d,]+", result.output)
@@ -80,19 +65,19 @@ def test_summary_table_shows_totals() -> None:
 @pytest.mark.parametrize("fmt", ["markdown", "html", "json", "csv"])
 def test_output_file_is_written_once_and_refused_without_force(tmp_path, fmt: str) -> None:
     target = tmp_path / f"report.{fmt}"
-    assert _run("summary", "lenet5", "--format", fmt, "-o", str(target)).exit_code == 0
+    assert run_cli("summary", "lenet5", "--format", fmt, "-o", str(target)).exit_code == 0
     first = target.read_text()
     assert first
-    _assert_one_line_error(_run("summary", "lenet5", "--format", fmt, "-o", str(target)), "--force")
+    assert_one_line_error(run_cli("summary", "lenet5", "--format", fmt, "-o", str(target)), "--force")
     assert target.read_text() == first
-    assert _run("summary", "lenet5", "--format", fmt, "-o", str(target), "--force").exit_code == 0
+    assert run_cli("summary", "lenet5", "--format", fmt, "-o", str(target), "--force").exit_code == 0
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left behind
 
 
 def test_backward_total_equals_flop_counter_mode() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    result = _run("summary", "tv:resnet18", "--input", "1,3,64,64", "--backward", "--format", "json")
+    result = run_cli("summary", "tv:resnet18", "--input", "1,3,64,64", "--backward", "--format", "json")
     model = torchvision.models.resnet18().eval()
     with FlopCounterMode(display=False) as counter:
         model(torch.randn(1, 3, 64, 64)).sum().backward()
@@ -100,25 +85,25 @@ def test_backward_total_equals_flop_counter_mode() -> None:
 
 
 def test_flops_convention_prints_one_number() -> None:
-    result = _run("flops", "tv:resnet50", "--input", "1,3,224,224", "--convention", "torchinfo")
+    result = run_cli("flops", "tv:resnet50", "--input", "1,3,224,224", "--convention", "torchinfo")
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "4089238376"  # torchinfo's total_mult_adds for this model and input
 
 
 @pytest.mark.parametrize("text", ["1,3,abc", "0,3,224,224", "", "1,3,-5,5", "1,,3"])
 def test_malformed_input(text: str) -> None:
-    _assert_one_line_error(_run("summary", "unet", "--input", text), "--input")
+    assert_one_line_error(run_cli("summary", "unet", "--input", text), "--input")
 
 
 def test_shape_the_model_rejects() -> None:
-    _assert_one_line_error(_run("summary", "tv:resnet18", "--input", "1,4,64,64"), "conv1", "1×4×64×64")
-    _assert_one_line_error(_run("summary", "unet", "--input", "1,3,8,8"), "down4.0", "too small")
+    assert_one_line_error(run_cli("summary", "tv:resnet18", "--input", "1,4,64,64"), "conv1", "1×4×64×64")
+    assert_one_line_error(run_cli("summary", "unet", "--input", "1,3,8,8"), "down4.0", "too small")
 
 
 def test_unknown_model_column_and_convention() -> None:
-    _assert_one_line_error(_run("summary", "resnet5O"), "did you mean")
-    _assert_one_line_error(_run("summary", "lenet5", "--columns", "name,bogus"), "bogus")
-    _assert_one_line_error(_run("flops", "lenet5", "--convention", "ptflops"), "ptflops")
+    assert_one_line_error(run_cli("summary", "resnet5O"), "did you mean")
+    assert_one_line_error(run_cli("summary", "lenet5", "--columns", "name,bogus"), "bogus")
+    assert_one_line_error(run_cli("flops", "lenet5", "--convention", "ptflops"), "ptflops")
 
 
 @given(st.text(max_size=30))
@@ -133,7 +118,7 @@ def test_parse_shape_accepts_only_positive_integer_lists(text: str) -> None:
 
 def test_summary_rf_and_stride_columns_match_the_resnet50_anchors() -> None:
     """Issue 4's hand-checkable anchors: layer1..layer4 = 35 / 91 / 267 / 427 px at strides 4 / 8 / 16 / 32."""
-    result = _run("summary", "tv:resnet50", "--input", "1,3,224,224", "--depth", "1", "--format", "json",
+    result = run_cli("summary", "tv:resnet50", "--input", "1,3,224,224", "--depth", "1", "--format", "json",
                   "--columns", "name,rf,stride")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)["layers"]}
