@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from inspectlab.core.version import __version__
 
 _API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep", "graph",
-        "receptive_field", "latency")
+        "receptive_field", "rf", "latency", "dump")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,6 @@
-"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+"""The public path of inspectlab's user error (`from inspectlab.errors import InspectlabError`); it lives in
+`inspectlab.core.errors`."""
 
-from __future__ import annotations
+from inspectlab.core.errors import InspectlabError
 
-
-class InspectlabError(Exception):
-    """An error caused by the user's input (model name, shape, file), not by a bug in inspectlab."""
-
-    exit_code = 2
+__all__ = ["InspectlabError"]

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 from inspectlab import api
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime import dump_writer
 from inspectlab.runtime.capture import capture, objective, select_modules
 
@@ -365,7 +365,7 @@ def test_dump_estimates_from_the_trace_and_gives_receptive_fields(tmp_path, resn
 def test_images_are_cover_resized_centre_cropped_and_normalised(tmp_path):
     from PIL import Image
 
-    from inspectlab.inputs_images import IMAGENET_MEAN, IMAGENET_STD, load_images
+    from inspectlab.runtime.images import IMAGENET_MEAN, IMAGENET_STD, load_images
 
     picture = np.zeros((40, 80, 3), dtype=np.uint8)  # H 40, W 80: left half red, right half blue
     picture[:, :40, 0] = 255

@@ -128,7 +128,7 @@ def test_other_formats(runner, spec, tmp_path, suffix):
 def test_images_make_a_batch_and_pictures_are_drawn(runner, spec, tmp_path):
     from PIL import Image
 
-    from inspectlab.inputs_images import load_images
+    from inspectlab.runtime.images import load_images
 
     paths = []
     for index in range(2):

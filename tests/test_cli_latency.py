@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from inspectlab.cli import app
-from inspectlab.runtime import latency as latency_module
+from inspectlab.runtime import memory as memory_module
 
 runner = CliRunner()
 FAST = ["--iters", "3", "--warmup", "1", "--threads", "1"]
@@ -77,7 +77,7 @@ def test_per_layer_json_and_table():
 
 
 def test_memory_refusal_then_force(monkeypatch):
-    monkeypatch.setattr(latency_module, "free_memory", lambda device: 4096)
+    monkeypatch.setattr(memory_module, "free_memory", lambda device: 4096)
     assert_one_line_error(run("lenet5", *FAST), "needs about")
     forced = run("lenet5", "--force", "--format", "json", *FAST)
     assert forced.exit_code == 0, forced.output

@@ -70,6 +70,7 @@ def test_empirical_check_passes_and_is_reported() -> None:
 
 def test_empirical_mismatch_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     from inspectlab.runtime import empirical_rf
+    from inspectlab.workflows import receptive_field as rf_workflow
 
     real = empirical_rf.check_fields
 
@@ -78,7 +79,7 @@ def test_empirical_mismatch_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
         checks[0].measured = [(0, 1), (0, 1)]
         return checks
 
-    monkeypatch.setattr(empirical_rf, "check_fields", wrong)
+    monkeypatch.setattr(rf_workflow, "check_fields", wrong)  # the name the workflow calls
     code, out, err = run("rf", "lenet5", "--empirical", "--depth", "1")
     assert code == 1 and "✗" in out and "1 measured field(s) differ" in err
 

@@ -14,8 +14,8 @@ from cli_helpers import assert_one_line_error, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inspectlab.errors import InspectlabError
-from inspectlab.inputs import parse_shape
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import parse_shape
 
 LAYER_KEYS = {"name", "type", "depth", "call", "input_shapes", "output_shapes", "params", "macs", "flops",
               "other_flops", "output_bytes"}

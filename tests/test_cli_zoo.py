@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from inspectlab.cli import app
 from inspectlab.cli.zoo import fit_columns
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.render.formats import Column
 
 SPEC = {  # issue 2's param counts

@@ -19,9 +19,12 @@ from torch import nn
 
 import inspectlab
 from inspectlab import api
-from inspectlab.analysis.compare import fit_exponent, frame_rows, output_pixels, parse_model, parse_sizes
-from inspectlab.errors import InspectlabError
-from inspectlab.render.report_files import write_reports
+from inspectlab.analysis.compare import fit_exponent, output_pixels
+from inspectlab.api import write_reports
+from inspectlab.core.arguments import parse_model
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import parse_sizes
+from inspectlab.render.frames import frame_rows
 
 SHAPE = (1, 3, 64, 64)
 TOTAL_KEYS = ("params", "trainable_params", "macs", "flops", "other_flops", "param_bytes", "activation_bytes",

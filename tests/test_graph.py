@@ -16,7 +16,7 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.analysis.graph import Graph, build_graph, module_kind, parse_show
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.render.formats import human_count
 from inspectlab.render.graphviz_render import render_bytes, to_digraph
 

@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from inspectlab import api
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime import device_peaks as peaks_module
 from inspectlab.runtime import latency as latency_module
+from inspectlab.runtime import memory as memory_module
 from inspectlab.runtime.device_peaks import DevicePeaks, device_peaks
-from inspectlab.runtime.latency import Clock, RssProbe, measure, percentile, summarize
+from inspectlab.runtime.latency import Clock, percentile, summarize
+from inspectlab.runtime.memory import RssProbe
 from inspectlab.runtime.per_layer import call_costs, per_layer_breakdown, roofline, timed_modules
+from inspectlab.workflows.latency import latency as measure
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -181,7 +184,7 @@ def test_cuda_without_a_gpu_is_a_user_error():
 
 # memory ------------------------------------------------------------------------------------------------
 def test_memory_check_refuses_then_force_runs(monkeypatch):
-    monkeypatch.setattr(latency_module, "free_memory", lambda device: 1000)
+    monkeypatch.setattr(memory_module, "free_memory", lambda device: 1000)
     with pytest.raises(InspectlabError, match=r"needs about .* but cpu has 1000 B free; use --force"):
         measure("lenet5", iters=1, warmup=0)
     report = measure("lenet5", iters=1, warmup=0, force=True)
@@ -195,7 +198,7 @@ def test_estimate_is_the_trace_peak():
     assert report.results[0].memory.estimated_peak_bytes == peak_memory(api.trace("lenet5", [4, 1, 32, 32]))
 
 
-@pytest.mark.skipif(not latency_module._proc_status_bytes("VmHWM"), reason="needs /proc/self/status")
+@pytest.mark.skipif(not memory_module._proc_status_bytes("VmHWM"), reason="needs /proc/self/status")
 def test_rss_probe_sees_a_200_mib_allocation():
     probe = RssProbe()
     probe.start()
@@ -368,4 +371,4 @@ def test_cuda_per_layer_and_free_memory():
     assert sum(layer.share for layer in breakdown.layers) <= 100.0 + 1e-6 and no_hooks(model)
     assert "CUDA events" in breakdown.method and breakdown.peaks is not None
     free, _ = torch.cuda.mem_get_info()
-    assert latency_module.free_memory(torch.device("cuda", 0)) >= free
+    assert memory_module.free_memory(torch.device("cuda", 0)) >= free

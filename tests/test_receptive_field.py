@@ -20,12 +20,8 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.analysis.receptive_field import FieldMap, call_field, field_rows, receptive_fields
-from inspectlab.runtime.empirical_rf import (
-    check_fields,
-    linear_positive_copy,
-    load_weights,
-    mass_radius,
-)
+from inspectlab.runtime.effective_rf import load_weights, mass_radius
+from inspectlab.runtime.empirical_rf import check_fields, linear_positive_copy
 
 torch.set_num_threads(1)
 
@@ -477,7 +473,7 @@ def test_mass_radius_of_a_point_and_a_ring() -> None:
 def test_weights_are_loaded_strictly(tmp_path: object) -> None:
     from pathlib import Path
 
-    from inspectlab.errors import InspectlabError
+    from inspectlab.core.errors import InspectlabError
 
     model = api.build_model("lenet5", None, "cpu")
     path = Path(str(tmp_path)) / "w.pt"

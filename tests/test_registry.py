@@ -18,8 +18,10 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.analysis.params import count_params
-from inspectlab.errors import InspectlabError
+from inspectlab.core.arguments import parse_builder_args
+from inspectlab.core.errors import InspectlabError
 from inspectlab.models import registry
+from inspectlab.workflows import models as model_workflow
 
 # Issue 2's param counts: they pin each architecture.
 SPEC = {
@@ -97,7 +99,7 @@ def test_list_rows_match_the_spec_and_torchvision():
 
 @pytest.mark.parametrize("name", [entry.name for entry in registry.list_entries()])
 def test_every_zoo_entry_builds_on_meta(name):
-    model = registry.build_model(name)
+    model = api.build_model(name)
     params = list(model.parameters())
     assert params and all(p.is_meta for p in params)
     assert not model.training
@@ -110,23 +112,23 @@ def test_aliases_and_case_resolve_to_their_entry():
         for alias in entry.aliases:
             assert registry.lookup(alias) is entry
     assert registry.lookup("UNet") is registry.lookup("unet")
-    assert count_params(registry.build_model("rvm")).total == SPEC["matting_mobilenetv3"]
-    assert count_params(registry.build_model("mobilenetv3_large")).total == SPEC["mobilenet_v3_large"]
-    assert count_params(registry.build_model("lenet")).total == LENET5
+    assert count_params(api.build_model("rvm")).total == SPEC["matting_mobilenetv3"]
+    assert count_params(api.build_model("mobilenetv3_large")).total == SPEC["mobilenet_v3_large"]
+    assert count_params(api.build_model("lenet")).total == LENET5
 
 
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(InspectlabError, match=r"unknown model 'hrnetv2_w23'; did you mean hrnetv2_w32"):
         registry.lookup("hrnetv2_w23")
     with pytest.raises(InspectlabError, match="inspectlab list"):
-        registry.build_model("qqqqqq")
+        api.build_model("qqqqqq")
 
 
 # --- builder arguments ---------------------------------------------------------------------------------
 
 
 def test_parse_builder_args_types():
-    parsed = registry.parse_builder_args(
+    parsed = parse_builder_args(
         ["num_classes=5", "bilinear=false", "flag=True", "scale=0.5", "name=abc", "none_value=None", "k=(1, 2)"]
     )
     assert parsed == {"num_classes": 5, "bilinear": False, "flag": True, "scale": 0.5, "name": "abc",
@@ -136,7 +138,7 @@ def test_parse_builder_args_types():
 @pytest.mark.parametrize("bad", ["num_classes", "=3", "1x=2", "a b=1"])
 def test_malformed_args_raise(bad):
     with pytest.raises(InspectlabError, match="malformed --arg"):
-        registry.parse_builder_args([bad])
+        parse_builder_args([bad])
 
 
 @pytest.mark.parametrize(("name", "args", "delta"), [
@@ -149,18 +151,18 @@ def test_malformed_args_raise(bad):
     ("deeplabv3plus_resnet50", {"output_stride": 8}, 0),
 ])
 def test_builder_args_change_the_count_by_hand_computed_amounts(name, args, delta):
-    assert count_params(registry.build_model(name, args)).total == SPEC[name] + delta
+    assert count_params(api.build_model(name, args)).total == SPEC[name] + delta
 
 
 def test_args_override_what_the_name_fixes():
     # unet_transposed is unet with bilinear=False; the reverse through --arg
-    assert count_params(registry.build_model("unet", {"bilinear": False})).total == SPEC["unet_transposed"]
-    assert count_params(registry.build_model("unet_transposed", {"bilinear": True})).total == SPEC["unet"]
+    assert count_params(api.build_model("unet", {"bilinear": False})).total == SPEC["unet_transposed"]
+    assert count_params(api.build_model("unet_transposed", {"bilinear": True})).total == SPEC["unet"]
 
 
 def test_unknown_arg_names_the_valid_ones():
     with pytest.raises(InspectlabError, match=r"'unet' takes no argument 'colour'; its arguments: .*num_classes"):
-        registry.build_model("unet", {"colour": 1})
+        api.build_model("unet", {"colour": 1})
 
 
 # --- tv:NAME -------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def test_unknown_arg_names_the_valid_ones():
     ("lraspp_mobilenet_v3_large", {}),
 ])
 def test_torchvision_models_build_on_meta_without_download(no_download, name, args):
-    model = registry.build_model(f"tv:{name}", args)
+    model = api.build_model(f"tv:{name}", args)
     assert all(p.is_meta for p in model.parameters())
     builder = torchvision.models.get_model_builder(name)
     reference = {"weights": None, **({"weights_backbone": None} if "segmentation" in builder.__module__ else {})}
@@ -182,12 +184,12 @@ def test_torchvision_models_build_on_meta_without_download(no_download, name, ar
 
 
 def test_torchvision_deeplab_equals_the_zoo_spec(no_download):
-    assert count_params(registry.build_model("tv:deeplabv3_resnet50")).total == SPEC["deeplabv3_resnet50"]
+    assert count_params(api.build_model("tv:deeplabv3_resnet50")).total == SPEC["deeplabv3_resnet50"]
 
 
 def test_torchvision_model_that_fails_on_meta_is_built_on_cpu(no_download):
     # RegNet's constructor reads tensor values (.tolist()), which meta tensors do not have
-    model = registry.build_model("tv:regnet_y_400mf")
+    model = api.build_model("tv:regnet_y_400mf")
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     reference = torchvision.models.regnet_y_400mf(weights=None)
     assert count_params(model).total == sum(p.numel() for p in reference.parameters())
@@ -195,7 +197,7 @@ def test_torchvision_model_that_fails_on_meta_is_built_on_cpu(no_download):
 
 def test_unknown_torchvision_name():
     with pytest.raises(InspectlabError, match=r"unknown torchvision model 'resnet5'; did you mean resnet50"):
-        registry.build_model("tv:resnet5")
+        api.build_model("tv:resnet5")
 
 
 # --- user factories ------------------------------------------------------------------------------------
@@ -243,10 +245,10 @@ def _tiny_count(width: int) -> int:
 
 
 def test_file_factory_loads_on_meta_with_args(user_file):
-    model = registry.build_model(f"{user_file}:tiny")
+    model = api.build_model(f"{user_file}:tiny")
     assert all(p.is_meta for p in model.parameters())
     assert count_params(model).total == _tiny_count(4)
-    assert count_params(registry.build_model(f"{user_file}:tiny", {"width": 8})).total == _tiny_count(8)
+    assert count_params(api.build_model(f"{user_file}:tiny", {"width": 8})).total == _tiny_count(8)
 
 
 def test_file_factory_may_be_a_class_importing_its_neighbour(tmp_path, monkeypatch):
@@ -262,25 +264,25 @@ def test_file_factory_may_be_a_class_importing_its_neighbour(tmp_path, monkeypat
                 self.fc = nn.Linear(width, 2)
                 self.head = helper_blocks.head()
     """))
-    model = registry.build_model(f"{tmp_path}/net.py:MyNet", {"width": 4})
+    model = api.build_model(f"{tmp_path}/net.py:MyNet", {"width": 4})
     assert count_params(model).total == (4 * 2 + 2) + (2 * 2 + 2)
 
 
 def test_package_module_factory_loads():
-    assert count_params(registry.build_model("inspectlab.models.unet:unet")).total == SPEC["unet"]
-    model = registry.build_model("inspectlab.models.unet:unet", {"bilinear": False})
+    assert count_params(api.build_model("inspectlab.models.unet:unet")).total == SPEC["unet"]
+    model = api.build_model("inspectlab.models.unet:unet", {"bilinear": False})
     assert count_params(model).total == SPEC["unet_transposed"]
 
 
 def test_factory_failing_on_meta_is_built_on_cpu(user_file):
-    model = registry.build_model(f"{user_file}:needs_values")
+    model = api.build_model(f"{user_file}:needs_values")
     assert model.weight.device.type == "cpu"
     assert count_params(model).total == 3 * 3 + 1
 
 
 def test_meta_build_keeps_frozen_parameters(user_file):
     # in-place initialisers are skipped on meta, but requires_grad_ must still apply
-    meta = count_params(registry.build_model(f"{user_file}:frozen"))
+    meta = count_params(api.build_model(f"{user_file}:frozen"))
     assert (meta.total, meta.trainable) == (3 * 4 * 9 + 4 + 2 * 4, 4)  # only the conv bias trains
 
 
@@ -291,20 +293,20 @@ def test_meta_build_keeps_frozen_parameters(user_file):
 ])
 def test_factory_errors(user_file, spec, message):
     with pytest.raises(InspectlabError, match=message):
-        registry.build_model(f"{user_file}{spec}")
+        api.build_model(f"{user_file}{spec}")
 
 
 def test_loading_errors(tmp_path):
     with pytest.raises(InspectlabError, match="no such file"):
-        registry.build_model(f"{tmp_path}/absent.py:f")
+        api.build_model(f"{tmp_path}/absent.py:f")
     bad = tmp_path / "bad.py"
     bad.write_text("raise ImportError('needs a package you lack')\n")
     with pytest.raises(InspectlabError, match="importing .*bad.py failed: ImportError: needs a package"):
-        registry.build_model(f"{bad}:f")
+        api.build_model(f"{bad}:f")
     with pytest.raises(InspectlabError, match="cannot import module 'no_such_package.models': No module named"):
-        registry.build_model("no_such_package.models:f")
+        api.build_model("no_such_package.models:f")
     with pytest.raises(InspectlabError, match="malformed model spec"):
-        registry.build_model("inspectlab.models.unet:not-an-identifier")
+        api.build_model("inspectlab.models.unet:not-an-identifier")
 
 
 # --- the cached zoo counts -----------------------------------------------------------------------------
@@ -312,32 +314,32 @@ def test_loading_errors(tmp_path):
 
 def test_zoo_counts_are_cached_and_refreshed(fresh_cache, monkeypatch):
     monkeypatch.setattr(registry, "ZOO", tuple(e for e in registry.ZOO if e.name in ("lenet5", "unet")))
-    first = registry.zoo_rows()
+    first = model_workflow.zoo_rows()
     assert [row["params"] for row in first] == [LENET5, SPEC["unet"]]
     stored = json.loads((fresh_cache / "zoo_params.json").read_text())
     assert stored["params"] == {"lenet5": LENET5, "unet": SPEC["unet"]}
 
-    build_model = registry.build_model
+    build_model = model_workflow.build_model
 
     def refuse(*args, **kwargs):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(registry, "build_model", refuse)
-    assert registry.zoo_rows() == first
-    monkeypatch.setattr(registry, "build_model", build_model)
+    monkeypatch.setattr(model_workflow, "build_model", refuse)
+    assert model_workflow.zoo_rows() == first
+    monkeypatch.setattr(model_workflow, "build_model", build_model)
 
     # a stale key, or a damaged file, is counted again
     (fresh_cache / "zoo_params.json").write_text(json.dumps({"key": "old", "params": {"lenet5": 1, "unet": 1}}))
-    assert registry.zoo_rows() == first
+    assert model_workflow.zoo_rows() == first
     (fresh_cache / "zoo_params.json").write_text("{not json")
-    assert registry.zoo_rows() == first
+    assert model_workflow.zoo_rows() == first
 
 
 def test_list_on_a_warm_cache_does_not_import_torch(fresh_cache):
     # a cache with marker counts: the command must print them without importing torch
     fresh_cache.mkdir(parents=True)
     marker = {entry.name: position for position, entry in enumerate(registry.ZOO)}
-    cache = {"key": registry._zoo_fingerprint(), "params": marker}
+    cache = {"key": model_workflow._zoo_fingerprint(), "params": marker}
     (fresh_cache / "zoo_params.json").write_text(json.dumps(cache))
     code = (
         "import sys\n"
@@ -355,7 +357,7 @@ def test_list_on_a_warm_cache_does_not_import_torch(fresh_cache):
 
 
 def test_tree_totals_add_up():
-    model = registry.build_model("deeplabv3plus_resnet50")
+    model = api.build_model("deeplabv3plus_resnet50")
     nodes = api.tree(model)
     assert nodes[0].name == "(root)" and nodes[0].total_params == SPEC["deeplabv3plus_resnet50"]
     assert len(nodes) == len(list(model.modules()))  # nothing shared in this model: every module once
@@ -368,7 +370,7 @@ def test_tree_totals_add_up():
 
 
 def test_tree_depth_limits_the_nodes():
-    model = registry.build_model("unet")
+    model = api.build_model("unet")
     nodes = api.tree("unet", depth=1)
     assert [n.name for n in nodes[1:]] == [name for name, _ in model.named_children()]
     assert max(n.depth for n in nodes) == 1

@@ -15,21 +15,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 from inspectlab.analysis.costs import conv_macs
 from inspectlab.analysis.flops import FlopCount
+from inspectlab.analysis.report import Row
+from inspectlab.core.conventions import CONVENTIONS, DESCRIPTIONS, UNITS
 from inspectlab.tracing.records import OpRecord, Trace
-
-CONVENTIONS = ("inspectlab", "torch", "fvcore", "torchinfo")
-UNITS = {"inspectlab": "FLOPs", "torch": "FLOPs", "fvcore": "MACs", "torchinfo": "MACs"}
-DESCRIPTIONS = {
-    "inspectlab": "2 × MACs of conv/matmul/attention; bias, norm, activation, pooling... apart",
-    "torch": "FlopCounterMode: 2 × MACs of conv, mm/addmm/bmm/baddbmm and fused attention only",
-    "fvcore": "MACs of conv/matmul (no bias) + batch/group/layer norm, 2-D upsampling, adaptive avg pool",
-    "torchinfo": "per leaf module: params × output positions (Conv) or params × batch; no functional ops",
-}
 
 _TORCH_OPS = frozenset((
     "mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "cudnn_convolution",
@@ -53,6 +48,33 @@ def convention_total(count: FlopCount, convention: str, backward: bool = False) 
         if op.phase in phases:
             total += rule(op, cost.macs if cost else 0, trace)
     return total
+
+
+@dataclass(eq=False)
+class ConventionRow(Row):
+    """A row of the flops Report: one convention's total and, compared, the peer library's own number."""
+
+    convention: str
+    unit: str  # "FLOPs" or "MACs"
+    total: int
+    peer: int | str | None  # the peer's own number, or why there is none; None when not compared
+    counts: str  # what the convention counts
+    match: bool | None  # peer == total, when the peer gave a number
+
+
+def convention_rows(count: FlopCount, backward: bool = False, peers: Mapping[str, Any] | None = None,
+                    ) -> list[ConventionRow]:
+    """One row per convention (fvcore and torchinfo count no backward: left out with `backward`), beside
+    `peers` (convention -> the peer's own number, e.g. from runtime.peers.peer_totals)."""
+    peers = peers or {}
+    rows = []
+    for name in CONVENTIONS:
+        if backward and name in ("fvcore", "torchinfo"):
+            continue
+        total, peer = convention_total(count, name, backward), peers.get(name)
+        rows.append(ConventionRow(convention=name, unit=UNITS[name], total=total, peer=peer,
+                                  counts=DESCRIPTIONS[name], match=peer == total if isinstance(peer, int) else None))
+    return rows
 
 
 def _base(op: OpRecord) -> str:

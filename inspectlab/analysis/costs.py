@@ -7,7 +7,9 @@ Conventions (docs/counting.md):
 - Other FLOPs: per-element formulas for bias adds, norms, activations, pooling, resampling,
   elementwise arithmetic, softmax and reductions (the constants below).
 - Ops that only move or alias memory (view, cat, pad, copy, ...) cost 0 FLOPs, explicitly.
-- An op in none of these tables is "uncounted": reported with its call count, never a silent 0.
+- An op with no formula in `COSTS` is "uncounted": reported with its call count, never a silent 0.
+
+Every formula is registered in `COSTS` by op packet ("aten.convolution"), beside its definition.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
+from inspectlab.core.op_registry import OpRegistry
 from inspectlab.tracing.records import OpRecord, Trace
 
 CATEGORIES = ("conv", "matmul", "attention", "norm", "activation", "pool", "resample", "elementwise",
@@ -29,38 +32,12 @@ class OpCost:
     category: str
 
 
-# Other FLOPs per output element (activations, elementwise) -------------------------------------
-ACTIVATION_FLOPS = {
-    "relu": 1, "relu_": 1, "threshold": 1, "hardtanh": 2, "hardtanh_": 2, "leaky_relu": 2, "leaky_relu_": 2,
-    "hardsigmoid": 4, "hardsigmoid_": 4, "hardswish": 5, "hardswish_": 5, "sigmoid": 4, "sigmoid_": 4,
-    "tanh": 5, "tanh_": 5, "gelu": 8, "gelu_": 8, "silu": 5, "silu_": 5, "elu": 4, "elu_": 4, "mish": 10,
-    "softplus": 3, "prelu": 2, "_prelu_kernel": 2, "clamp": 2, "clamp_": 2, "clamp_min": 1, "clamp_min_": 1,
-    "clamp_max": 1, "clamp_max_": 1,
-}
-ELEMENTWISE_FLOPS = {
-    name: 1 for name in (
-        "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "abs", "exp", "log",
-        "sqrt", "rsqrt", "pow", "reciprocal", "maximum", "minimum", "where", "lerp", "erf", "sign",
-        "eq", "ne", "lt", "le", "gt", "ge", "floor", "ceil", "round", "remainder", "fmod",
-    )
-} | {"addcmul": 2, "addcmul_": 2, "addcdiv": 2, "addcdiv_": 2}
-REDUCTION_OPS = ("sum", "mean", "amax", "amin", "max", "min", "prod", "var", "std", "norm", "linalg_vector_norm",
-                 "logsumexp", "argmax", "argmin", "cumsum")
+Formula = Callable[[OpRecord, Trace], OpCost]
+COSTS: OpRegistry[Formula] = OpRegistry("costs")
+
 SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide (per element)
 NORM_FLOPS = {"eval": 2, "stats": 4, "affine": 1}  # eval BN: scale + shift; training: stats + normalise (+ affine)
 RESAMPLE_FLOPS = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
-ZERO_COST = (
-    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "flatten",
-    "select", "slice", "alias", "detach", "clone", "contiguous", "_to_copy", "copy_", "copy", "cat", "stack",
-    "split", "split_with_sizes", "unbind", "chunk", "narrow", "constant_pad_nd", "pad", "reflection_pad2d",
-    "replication_pad2d", "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like",
-    "full", "full_like", "fill", "fill_", "zero_", "new_empty", "new_zeros", "new_ones", "new_full",
-    "randn", "rand", "randn_like", "rand_like", "normal_", "uniform_", "arange", "lift_fresh", "as_strided",
-    "index", "index_select", "gather", "repeat", "roll", "flip", "pixel_shuffle", "pixel_unshuffle",
-    "unfold", "channel_shuffle", "_reshape_alias", "lift_fresh_copy", "scalar_tensor", "bernoulli_",
-    "set_", "resize_", "_local_scalar_dense", "item", "masked_fill", "masked_fill_", "embedding",
-    "_native_batch_norm_legit_functional", "native_dropout_backward", "ones_like", "tril", "triu",
-)
 
 
 def _numel(trace: Trace, tensor_id: int | None) -> int:
@@ -87,6 +64,7 @@ def conv_macs(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_shape: tup
     return x_shape[0] * prod(spatial) * prod(w_shape)
 
 
+@COSTS.register("aten.convolution", "aten._convolution")
 def _convolution(op: OpRecord, trace: Trace) -> OpCost:
     x, w = _shape(trace, op.tensor_args["input"]), _shape(trace, op.tensor_args["weight"])
     out = trace.tensors[op.outputs[0]].shape
@@ -95,6 +73,7 @@ def _convolution(op: OpRecord, trace: Trace) -> OpCost:
                   "conv")
 
 
+@COSTS.register("aten.convolution_backward")
 def _convolution_backward(op: OpRecord, trace: Trace) -> OpCost:
     """grad_input is a (transposed) conv of grad_output with the weight; grad_weight a conv of x with it."""
     grad_out = _shape(trace, op.tensor_args["grad_output"])
@@ -109,6 +88,7 @@ def _convolution_backward(op: OpRecord, trace: Trace) -> OpCost:
     return OpCost(macs, other, "conv")
 
 
+@COSTS.register("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")
 def _mm(op: OpRecord, trace: Trace) -> OpCost:
     a, b = (_shape(trace, t) for t in _matrix_operands(op))
     macs = prod(a[:-1]) * a[-1] * b[-1]
@@ -129,12 +109,16 @@ def attention_macs(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -
     return batch_heads * q[-2] * k[-2] * q[-1] + batch_heads * q[-2] * k[-2] * v[-1]
 
 
+@COSTS.register("aten._scaled_dot_product_flash_attention_for_cpu", "aten._scaled_dot_product_flash_attention",
+                "aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_cudnn_attention")
 def _attention(op: OpRecord, trace: Trace) -> OpCost:
     q, k, v = (_shape(trace, op.tensor_args[n]) for n in ("query", "key", "value"))
     scores = prod(q[:-2]) * q[-2] * k[-2]
     return OpCost(attention_macs(q, k, v), scores * (SOFTMAX_FLOPS + 1), "attention")  # softmax + scale
 
 
+@COSTS.register("aten.native_batch_norm", "aten._native_batch_norm_legit",
+                "aten._native_batch_norm_legit_no_training", "aten.cudnn_batch_norm")
 def _batch_norm(op: OpRecord, trace: Trace) -> OpCost:
     numel = _first_input_numel(op, trace)
     training = op.args.get("training", False) and "no_training" not in op.name
@@ -144,21 +128,30 @@ def _batch_norm(op: OpRecord, trace: Trace) -> OpCost:
     return OpCost(0, (NORM_FLOPS["stats"] + NORM_FLOPS["affine"] * affine) * numel, "norm")
 
 
+@COSTS.register("aten.native_layer_norm", "aten.native_group_norm")
 def _layer_or_group_norm(op: OpRecord, trace: Trace) -> OpCost:
     affine = op.tensor_args.get("weight") is not None
     return OpCost(0, (NORM_FLOPS["stats"] + NORM_FLOPS["affine"] * affine) * _first_input_numel(op, trace), "norm")
 
 
+@COSTS.register("aten.max_pool2d_with_indices", "aten.max_pool1d", "aten.max_pool2d",
+                "aten.max_pool3d_with_indices", "aten.avg_pool1d", "aten.avg_pool2d", "aten.avg_pool3d")
 def _pool(op: OpRecord, trace: Trace) -> OpCost:
     kernel = op.args.get("kernel_size") or [1]
     return OpCost(0, _out_numel(op, trace) * prod(kernel), "pool")
 
 
+@COSTS.register("aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d", "aten.adaptive_max_pool2d",
+                "aten.adaptive_max_pool1d")
 def _adaptive_pool(op: OpRecord, trace: Trace) -> OpCost:
     extra = _out_numel(op, trace) if "avg" in op.name else 0  # the average divides once per output
     return OpCost(0, _first_input_numel(op, trace) + extra, "pool")
 
 
+# every aten packet named upsample_* (the backward ones too, at the bilinear rate); not the _upsample_* ones
+@COSTS.register(*(f"aten.upsample_{kind}{suffix}" for kind in (
+    "nearest1d", "nearest2d", "nearest3d", "linear1d", "bilinear2d", "bicubic2d", "trilinear3d",
+) for suffix in ("", "_backward")))
 def _upsample(op: OpRecord, trace: Trace) -> OpCost:
     mode = op.packet.split("upsample_")[-1].rstrip("0123456789d").replace("_aa", "").replace("_", "")
     return OpCost(0, RESAMPLE_FLOPS.get(mode, RESAMPLE_FLOPS["bilinear"]) * _out_numel(op, trace), "resample")
@@ -168,44 +161,61 @@ def _per_output(flops: int, category: str) -> Callable[[OpRecord, Trace], OpCost
     return lambda op, trace: OpCost(0, flops * _out_numel(op, trace), category)
 
 
+@COSTS.register("aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.max", "aten.min", "aten.prod",
+                "aten.var", "aten.std", "aten.norm", "aten.linalg_vector_norm", "aten.logsumexp", "aten.argmax",
+                "aten.argmin", "aten.cumsum")
 def _reduction(op: OpRecord, trace: Trace) -> OpCost:
     extra = _out_numel(op, trace) if op.packet.endswith(("mean", "var", "std")) else 0
     return OpCost(0, _first_input_numel(op, trace) + extra, "reduction")
 
 
-_SPECIAL: dict[str, Callable[[OpRecord, Trace], OpCost]] = {
-    "convolution": _convolution, "_convolution": _convolution, "convolution_backward": _convolution_backward,
-    "mm": _mm, "addmm": _mm, "bmm": _mm, "baddbmm": _mm,
-    "native_batch_norm": _batch_norm, "_native_batch_norm_legit": _batch_norm,
-    "_native_batch_norm_legit_no_training": _batch_norm, "cudnn_batch_norm": _batch_norm,
-    "native_layer_norm": _layer_or_group_norm, "native_group_norm": _layer_or_group_norm,
-    "max_pool2d_with_indices": _pool, "max_pool1d": _pool, "max_pool2d": _pool, "max_pool3d_with_indices": _pool,
-    "avg_pool1d": _pool, "avg_pool2d": _pool, "avg_pool3d": _pool,
-    "_adaptive_avg_pool2d": _adaptive_pool, "_adaptive_avg_pool3d": _adaptive_pool,
-    "adaptive_max_pool2d": _adaptive_pool, "adaptive_max_pool1d": _adaptive_pool,
-    "_softmax": _per_output(SOFTMAX_FLOPS, "softmax"), "_log_softmax": _per_output(SOFTMAX_FLOPS, "softmax"),
-    "_safe_softmax": _per_output(SOFTMAX_FLOPS, "softmax"),
-    "native_dropout": _per_output(2, "elementwise"),
-    **{name: _attention for name in (
-        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-    )},
-}
+def _memory(op: OpRecord, trace: Trace) -> OpCost:
+    """Ops that only move, alias, fill or index memory: 0 FLOPs, counted."""
+    return OpCost(0, 0, "memory")
+
+
+COSTS.add(_per_output(SOFTMAX_FLOPS, "softmax"), "aten._softmax", "aten._log_softmax", "aten._safe_softmax")
+COSTS.add(_per_output(2, "elementwise"), "aten.native_dropout")
+# activations: other FLOPs per output element
+COSTS.add(_per_output(1, "activation"), "aten.relu", "aten.relu_", "aten.threshold", "aten.clamp_min",
+          "aten.clamp_min_", "aten.clamp_max", "aten.clamp_max_")
+COSTS.add(_per_output(2, "activation"), "aten.hardtanh", "aten.hardtanh_", "aten.leaky_relu", "aten.leaky_relu_",
+          "aten.prelu", "aten._prelu_kernel", "aten.clamp", "aten.clamp_")
+COSTS.add(_per_output(3, "activation"), "aten.softplus")
+COSTS.add(_per_output(4, "activation"), "aten.hardsigmoid", "aten.hardsigmoid_", "aten.sigmoid", "aten.sigmoid_",
+          "aten.elu", "aten.elu_")
+COSTS.add(_per_output(5, "activation"), "aten.hardswish", "aten.hardswish_", "aten.tanh", "aten.tanh_", "aten.silu",
+          "aten.silu_")
+COSTS.add(_per_output(8, "activation"), "aten.gelu", "aten.gelu_")
+COSTS.add(_per_output(10, "activation"), "aten.mish")
+# elementwise arithmetic and comparisons: other FLOPs per output element
+COSTS.add(_per_output(1, "elementwise"),
+          "aten.add", "aten.add_", "aten.sub", "aten.sub_", "aten.rsub", "aten.mul", "aten.mul_", "aten.div",
+          "aten.div_", "aten.neg", "aten.abs", "aten.exp", "aten.log", "aten.sqrt", "aten.rsqrt", "aten.pow",
+          "aten.reciprocal", "aten.maximum", "aten.minimum", "aten.where", "aten.lerp", "aten.erf", "aten.sign",
+          "aten.eq", "aten.ne", "aten.lt", "aten.le", "aten.gt", "aten.ge", "aten.floor", "aten.ceil", "aten.round",
+          "aten.remainder", "aten.fmod")
+COSTS.add(_per_output(2, "elementwise"), "aten.addcmul", "aten.addcmul_", "aten.addcdiv", "aten.addcdiv_")
+COSTS.add(
+    _memory,
+    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.t", "aten.transpose", "aten.permute", "aten.expand",
+    "aten.unsqueeze", "aten.squeeze", "aten.flatten", "aten.select", "aten.slice", "aten.alias", "aten.detach",
+    "aten.clone", "aten.contiguous", "aten._to_copy", "aten.copy_", "aten.copy", "aten.cat", "aten.stack",
+    "aten.split", "aten.split_with_sizes", "aten.unbind", "aten.chunk", "aten.narrow", "aten.constant_pad_nd",
+    "aten.pad", "aten.reflection_pad2d", "aten.replication_pad2d", "aten.empty", "aten.empty_like",
+    "aten.empty_strided", "aten.zeros", "aten.zeros_like", "aten.ones", "aten.ones_like", "aten.full",
+    "aten.full_like", "aten.fill", "aten.fill_", "aten.zero_", "aten.new_empty", "aten.new_zeros", "aten.new_ones",
+    "aten.new_full", "aten.randn", "aten.rand", "aten.randn_like", "aten.rand_like", "aten.normal_", "aten.uniform_",
+    "aten.arange", "aten.lift_fresh", "aten.as_strided", "aten.index", "aten.index_select", "aten.gather",
+    "aten.repeat", "aten.roll", "aten.flip", "aten.pixel_shuffle", "aten.pixel_unshuffle", "aten.unfold",
+    "aten.channel_shuffle", "aten._reshape_alias", "aten.lift_fresh_copy", "aten.scalar_tensor", "aten.bernoulli_",
+    "aten.set_", "aten.resize_", "aten._local_scalar_dense", "aten.item", "aten.masked_fill", "aten.masked_fill_",
+    "aten.embedding", "aten._native_batch_norm_legit_functional", "aten.native_dropout_backward", "aten.tril",
+    "aten.triu",
+)
 
 
 def op_cost(op: OpRecord, trace: Trace) -> OpCost | None:
     """The op's MACs and other FLOPs under inspectlab's convention; None when no formula applies."""
-    base = op.packet.removeprefix("aten.")
-    if base in _SPECIAL:
-        return _SPECIAL[base](op, trace)
-    if base.startswith("upsample_"):
-        return _upsample(op, trace)
-    if base in ACTIVATION_FLOPS:
-        return OpCost(0, ACTIVATION_FLOPS[base] * _out_numel(op, trace), "activation")
-    if base in ELEMENTWISE_FLOPS:
-        return OpCost(0, ELEMENTWISE_FLOPS[base] * _out_numel(op, trace), "elementwise")
-    if base in REDUCTION_OPS:
-        return _reduction(op, trace)
-    if base in ZERO_COST:
-        return OpCost(0, 0, "memory")
-    return None
+    formula = COSTS.get(op.packet)
+    return formula(op, trace) if formula is not None else None

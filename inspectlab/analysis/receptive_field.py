@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from inspectlab.analysis.report import Report
+from inspectlab.analysis.report import ABSENT, Absent, Report, Row
 from inspectlab.analysis.rf_fields import (
     CONSTANT,
     AxisField,
@@ -41,11 +41,12 @@ from inspectlab.analysis.rf_fields import (
     union,
 )
 from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, pointwise, rule_for, times_zero
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.tracing.records import ModuleCall, OpRecord, Trace
 
-__all__ = ["CONSTANT", "AxisField", "AxisSummary", "FieldInfo", "FieldMap", "FieldNote", "FieldRow", "call_field",
-           "field_columns", "field_report", "field_rows", "image_axes", "receptive_fields"]
+__all__ = ["CONSTANT", "AxisField", "AxisSummary", "FieldInfo", "FieldMap", "FieldNote", "FieldRow", "RfRow",
+           "call_field", "field_columns", "field_report", "field_rows", "image_axes", "plain_number",
+           "receptive_fields"]
 
 # --------------------------------------------------------------------------------------------------
 # the walk
@@ -220,32 +221,61 @@ class FieldRow:
     field: FieldInfo
     notes: list[str] = field(default_factory=list)
 
+    def report_row(self) -> RfRow:
+        """This row of the rf Report: the output's shape and its field columns."""
+        columns = field_columns(self.field)
+        return RfRow(name=self.name, output_shape=self.shape, rf=columns["rf"], rf_min=columns["rf_min"],
+                     stride=columns["stride"], padding=columns["padding"], is_global=columns["global"],
+                     notes=list(self.notes))
+
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "output_shape": self.shape, **field_columns(self.field), "notes": list(self.notes)}
+        """`report_row()` as the plain dict of the JSON document."""
+        return self.report_row().to_dict()
 
 
-def field_columns(info: FieldInfo | None) -> dict[str, Any]:
-    """The rf columns of a table row: rf, rf_min, stride, padding ([h, w] numbers or None) and global."""
+Numbers = list[int | float | None]
+
+
+@dataclass(eq=False)
+class RfRow(Row):
+    """A row of the rf Report. `empirical` (the autograd checks), `measured` and `check` (their table
+    text) are keys only once set: `dataclasses.replace(row, empirical=..., measured=..., check=...)`."""
+
+    name: str
+    output_shape: list[int]
+    rf: Numbers | None
+    rf_min: Numbers | None
+    stride: Numbers | None
+    padding: Numbers | None
+    is_global: bool = field(metadata={"key": "global"})
+    notes: list[str] = field(default_factory=list)
+    empirical: list[dict[str, Any]] | Absent = ABSENT
+    measured: str | Absent = ABSENT
+    check: str | Absent = ABSENT
+
+
+def plain_number(value: Fraction | float | None, digits: int | None = 4) -> int | float | None:
+    """An int where the value is integral, else a float rounded to `digits` (None: not rounded)."""
+    if value is None:
+        return None
+    if float(value).is_integer():
+        return int(value)
+    return float(value) if digits is None else round(float(value), digits)
+
+
+def field_columns(info: FieldInfo | None, digits: int | None = 4) -> dict[str, Any]:
+    """The rf columns of a row, per input axis in input pixels: rf, rf_min, stride, padding (lists of
+    `plain_number`s, None when not known or the tensor does not depend on the input) and global."""
     if info is None:
         info = CONSTANT
+
+    def numbers(values: Iterable[Any] | None) -> Numbers | None:
+        return None if values is None else [plain_number(value, digits) for value in values]
+
     return {
-        "rf": _numbers(info.size), "rf_min": _numbers(info.size_min), "stride": _numbers(info.stride),
-        "padding": _numbers(info.padding), "global": info.is_global,
+        "rf": numbers(info.size), "rf_min": numbers(info.size_min), "stride": numbers(info.stride),
+        "padding": numbers(info.padding), "global": info.is_global,
     }
-
-
-def _numbers(values: Iterable[Any] | None) -> list[int | float | None] | None:
-    if values is None:
-        return None
-    out: list[int | float | None] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-        elif float(value) == int(value):
-            out.append(int(value))
-        else:
-            out.append(round(float(value), 4))
-    return out
 
 
 def field_rows(fields: FieldMap, depth: int | None = None, layers: str | None = None) -> list[FieldRow]:
@@ -266,7 +296,8 @@ def field_rows(fields: FieldMap, depth: int | None = None, layers: str | None = 
     return rows
 
 
-def field_report(fields: FieldMap, model: str, depth: int | None = None, layers: str | None = None) -> Report:
+def field_report(fields: FieldMap, model: str, depth: int | None = None, layers: str | None = None,
+                 ) -> Report[RfRow]:
     """The rf table as a Report: rows, the model output's field as totals, and the walk's notes."""
     rows = field_rows(fields, depth, layers)
     trace = fields.trace
@@ -279,5 +310,5 @@ def field_report(fields: FieldMap, model: str, depth: int | None = None, layers:
         "notes": [{"kind": n.kind, "op": n.op, "module": n.where, "text": n.text,
                    **({"offsets": [list(o) for o in n.offsets]} if n.offsets else {})} for n in fields.notes],
     }
-    return Report(model=model, inputs=trace.shapes(trace.inputs), layers=[r.as_dict() for r in rows],
+    return Report(model=model, inputs=trace.shapes(trace.inputs), layers=[r.report_row() for r in rows],
                   totals=totals, extra=extra)

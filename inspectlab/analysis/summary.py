@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from inspectlab.analysis.flops import FlopCount, count_flops
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params_of_node
-from inspectlab.analysis.report import Report
+from inspectlab.analysis.report import ABSENT, Absent, Report, Row
 from inspectlab.tracing.records import Trace
+
+if TYPE_CHECKING:
+    from inspectlab.analysis.rf_fields import FieldInfo, FieldMap
 
 LAYER_KEYS = ("name", "type", "depth", "call", "input_shapes", "output_shapes", "params", "trainable_params",
               "macs", "flops", "other_flops", "output_bytes", "macs_pct")
 
 
+@dataclass(eq=False)
+class LayerRow(Row):
+    """One module call of the summary. `rf`/`stride` are keys only when the receptive field was asked for."""
+
+    name: str
+    type: str
+    depth: int
+    call: int
+    input_shapes: list[list[int]]
+    output_shapes: list[list[int]]
+    params: int
+    trainable_params: int
+    macs: int
+    flops: int
+    other_flops: int
+    output_bytes: int
+    macs_pct: float
+    rf: list[int | float | None] | str | None | Absent = ABSENT  # size per axis, "global", None: unknown
+    stride: list[int | float] | None | Absent = ABSENT
+
+
 def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = False,
-              count: FlopCount | None = None, receptive_field: bool = False) -> Report:
+              count: FlopCount | None = None, receptive_field: bool = False) -> Report[LayerRow]:
     """Rows for module calls at depth 1..`depth` (the root alone if it has no children) and totals.
 
     `receptive_field` adds "rf" (size per axis, or "global") and "stride" of each row's first output.
@@ -24,8 +51,6 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     totals_cost = count.total(phases)
     forward_macs = count.total().macs
     memory = estimate_memory(trace)
-    param_tensors = [t for t in trace.tensors.values() if t.kind == "param"]
-    root_params = (sum(t.numel for t in param_tensors), sum(t.numel for t in param_tensors if t.requires_grad))
     fields = _fields(trace) if receptive_field else None
     layers = []
     for call in trace.calls:
@@ -33,18 +58,17 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
             continue
         cost = count.of_call(call.index)
         total, trainable = params[call.name]
-        layers.append({
-            "name": call.label, "type": call.type, "depth": call.depth, "call": call.call,
-            "input_shapes": trace.shapes(call.inputs), "output_shapes": trace.shapes(call.outputs),
-            "params": total, "trainable_params": trainable, "macs": cost.macs, "flops": cost.flops,
-            "other_flops": cost.other_flops, "output_bytes": sum(trace.tensors[t].bytes for t in call.outputs),
-            "macs_pct": 100.0 * cost.macs / forward_macs if forward_macs else 0.0,
-        })
-        if fields is not None:
-            layers[-1].update(_field_columns(fields.get(call.outputs[0]) if call.outputs else None))
+        columns = _field_columns(fields.get(call.outputs[0]) if call.outputs else None) if fields is not None else {}
+        layers.append(LayerRow(
+            name=call.label, type=call.type, depth=call.depth, call=call.call,
+            input_shapes=trace.shapes(call.inputs), output_shapes=trace.shapes(call.outputs),
+            params=total, trainable_params=trainable, macs=cost.macs, flops=cost.flops,
+            other_flops=cost.other_flops, output_bytes=sum(trace.tensors[t].bytes for t in call.outputs),
+            macs_pct=100.0 * cost.macs / forward_macs if forward_macs else 0.0, **columns,
+        ))
+    root_total, root_trainable = params[""]
     totals = {
-        "params": root_params[0], "trainable_params": root_params[1],
-        "non_trainable_params": root_params[0] - root_params[1],
+        "params": root_total, "trainable_params": root_trainable, "non_trainable_params": root_total - root_trainable,
         "macs": totals_cost.macs, "flops": totals_cost.flops, "other_flops": totals_cost.other_flops,
         "param_bytes": memory.param_bytes, "buffer_bytes": memory.buffer_bytes, "input_bytes": memory.input_bytes,
         "activation_bytes": memory.activation_bytes, "peak_bytes": memory.peak_bytes,
@@ -58,17 +82,17 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     )
 
 
-def _fields(trace: Trace):  # noqa: ANN202  (FieldMap; imported lazily: numpy and the rf rules)
-    from inspectlab.analysis.receptive_field import receptive_fields
+def _fields(trace: Trace) -> FieldMap:
+    from inspectlab.analysis.receptive_field import receptive_fields  # lazily: numpy and the rf rules
 
     return receptive_fields(trace)
 
 
-def _field_columns(field) -> dict:  # noqa: ANN001
-    """"rf": [h, w] (or "global"), "stride": [h, w], for a FieldInfo of analysis/receptive_field.py."""
-    if field is None or field.size is None:
+def _field_columns(info: FieldInfo | None) -> dict[str, Any]:
+    """"rf": [h, w] (or "global"), "stride": [h, w], unrounded; both None when the field is not known."""
+    from inspectlab.analysis.receptive_field import field_columns
+
+    columns = field_columns(info, digits=None)
+    if columns["rf"] is None:
         return {"rf": None, "stride": None}
-    stride = [float(s) if s.denominator != 1 else int(s) for s in field.stride]
-    rf = "global" if field.is_global else [int(v) if v is not None and float(v).is_integer() else v
-                                            for v in field.size]
-    return {"rf": rf, "stride": stride}
+    return {"rf": "global" if columns["global"] else columns["rf"], "stride": columns["stride"]}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -11,7 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.arguments import parse_builder_args
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import write_atomic
+from inspectlab.core.shapes import parse_shapes
+from inspectlab.render import formats
 
 app = typer.Typer(
     name="inspectlab",
@@ -61,7 +67,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing o
 
 def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:
     """The shapes of repeated --input options; None when none was given (the model's default input)."""
-    from inspectlab.inputs import parse_shapes
 
     return parse_shapes(texts) if texts else None
 
@@ -98,31 +103,36 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     _state["debug"] = debug
 
 
-def guarded(command: Callable[[], None]) -> None:
-    """Run a command body: user errors and failures become one line on stderr, exit code 2."""
-    try:
-        command()
-    except (typer.Exit, typer.Abort):
-        raise
-    except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other tools do
-        import os
+def command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command on `app` whose failures become one line on stderr and exit code 2 (`--debug`
+    shows the traceback). Typer reads the options from the wrapped function's signature."""
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                function(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other tools do
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
+            except Exception as exc:
+                if _state["debug"]:
+                    raise
+                message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
+                typer.echo(f"error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
+                raise typer.Exit(2) from None
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
-        typer.echo(f"error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
-        raise typer.Exit(2) from None
+        app.command(name)(run)
+        return run
+
+    return register
 
 
 def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",
          document: Any = None, output: str | None = None, force: bool = False,
          footer: Any = None, csv_keys: Sequence[str] | None = None) -> None:
     """Print or write rows in the chosen format; json writes `document`, csv `csv_keys`, when given."""
-    from inspectlab.render import formats
-
     if fmt == "table" and output is None:
         from rich.console import Console
 
@@ -142,11 +152,9 @@ def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], ti
     if output is None:
         sys.stdout.write(text)
     else:
-        formats.write_atomic(output, text, force)
+        write_atomic(output, text, force)
         typer.echo(f"wrote {output}", err=True)
 
 
 def parse_args(pairs: list[str] | None) -> dict[str, Any]:
-    from inspectlab.models.registry import parse_builder_args
-
     return parse_builder_args(pairs or [])

@@ -9,25 +9,28 @@ from typing import Annotated, Any
 
 import typer
 
+from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
     ForceOption,
     InputOption,
     ModelArg,
     TextFormat,
-    app,
-    guarded,
+    command,
     input_sizes,
     parse_args,
     progress_bar,
 )
+from inspectlab.core.arguments import parse_model
+from inspectlab.core.conventions import CONVENTIONS
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import parse_shape, parse_sizes
+from inspectlab.render import report_files
+from inspectlab.render.formats import rich_table
+from inspectlab.render.frames import frame_rows
+from inspectlab.render.report_files import report_format
 
-
-class ConventionChoice(str, Enum):
-    inspectlab = "inspectlab"
-    torch = "torch"
-    fvcore = "fvcore"
-    torchinfo = "torchinfo"
+ConventionChoice = Enum("ConventionChoice", {name: name for name in CONVENTIONS}, type=str)  # type: ignore[misc]
 
 
 class BubbleChoice(str, Enum):
@@ -53,23 +56,14 @@ OutputsOption = Annotated[list[str] | None, typer.Option(
 TitleOption = Annotated[str | None, typer.Option("--title", help="Heading of the report.")]
 
 
-def _timing(latency: bool, device: str, warmup: int, iters: int | None, min_time: float | None,
-            threads: int | None) -> dict[str, Any] | None:
-    if not latency:
-        return None
-    return {"device": device, "warmup": warmup, "iters": iters, "min_time": min_time, "threads": threads}
-
-
-def _run_report(make_frame: Callable[[dict[str, Any], Any], Any], timing: dict[str, Any] | None, fmt: TextFormat,
-                outputs: list[str] | None, force: bool, bubble: str | None, title: str | None, command: str) -> None:
-    """What compare and sweep share: check the report paths' formats first, run `make_frame(timing, progress)`
-    under a progress bar, then write the reports or print the table."""
-    from inspectlab.render.report_files import report_format
-
+def _run_report(make_frame: Callable[[Any], Any], fmt: TextFormat, outputs: list[str] | None, force: bool,
+                bubble: str | None, title: str | None, command: str) -> None:
+    """What compare and sweep share: check the report paths' formats first, run `make_frame(progress)` under
+    a progress bar, then write the reports or print the table."""
     for path in outputs or []:
         report_format(path)
     with progress_bar() as progress:
-        frame = make_frame(timing or {}, progress)
+        frame = make_frame(progress)
     _finish(frame, fmt, outputs, force, bubble, title, command)
 
 
@@ -87,18 +81,14 @@ def _command_text(name: str, words: list[str], options: dict[str, Any]) -> str:
 def _finish(frame: Any, fmt: TextFormat, outputs: list[str] | None, force: bool, bubble: str | None,
             title: str | None, command: str) -> None:
     """Write the reports, else print the frame; every row failed: one error line."""
-    from inspectlab.analysis.compare import frame_rows
-    from inspectlab.errors import InspectlabError
-    from inspectlab.render import report_files
-
     rows = frame_rows(frame)
     if rows and all(row.get("error") and row.get("macs") is None for row in rows):
         what = "model" if frame.attrs.get("kind") == "compare" else "size"
         first = rows[0]
         raise InspectlabError(f"every {what} failed; {first.get('model') or first.get('size')}: {first['error']}")
     if outputs:
-        for path in report_files.write_reports(rows, frame.attrs, outputs, force=force, bubble=bubble, title=title,
-                                               command=command):
+        for path in api.write_reports(rows, frame.attrs, outputs, force=force, bubble=bubble, title=title,
+                                        command=command):
             typer.echo(f"wrote {path}", err=True)
         return
     _print(rows, frame.attrs, fmt)
@@ -107,7 +97,6 @@ def _finish(frame: Any, fmt: TextFormat, outputs: list[str] | None, force: bool,
 def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: TextFormat) -> None:
     import sys
 
-    from inspectlab.render import report_files
 
     if fmt is TextFormat.json:
         sys.stdout.write(report_files.render_json(rows, attrs))
@@ -118,17 +107,15 @@ def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: TextFormat) -
     else:
         from rich.console import Console
 
-        from inspectlab.render.formats import rich_table
 
         kind = attrs.get("kind", "compare")
-        columns = report_files.table_columns(rows, kind, report_files.convention_keys(rows))
+        columns = report_files.report_columns(rows, kind, report_files.convention_keys(rows))
         console = Console(width=None if sys.stdout.isatty() else 220)
         console.print(rich_table(rows, columns, report_files.report_title(attrs, None)))
         console.print(_footer(rows, attrs))
 
 
 def _footer(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> str:
-    from inspectlab.render import report_files
 
     lines = []
     names = {"macs": "MACs", "other_flops": "other FLOPs", "activation_bytes": "activation memory",
@@ -143,7 +130,7 @@ def _footer(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@app.command("compare")
+@command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(
         help="Models to compare: zoo names, tv:NAME, path/to/file.py:factory; builder arguments after a colon: "
@@ -167,26 +154,20 @@ def compare_command(
 ) -> None:
     """Compare models side by side: params, MACs, memory, output stride, receptive field, latency."""
 
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.analysis.compare import parse_model
-
-        choices = [parse_model(text) for text in models]  # malformed specs fail before any work
-        shapes = input_sizes(inputs)
-        command = _command_text("compare", list(models), {
-            "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
-            "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
-            None if convention is ConventionChoice.inspectlab else convention.value})
-        _run_report(
-            lambda timing, progress: api.compare(choices, shapes, latency=latency, convention=convention.value,
-                                                 progress=progress, **timing),
-            _timing(latency, device, warmup, iters, min_time, threads), fmt, outputs, force,
-            _BUBBLE_KEYS.get(bubble.value), title, command)
-
-    guarded(body)
+    choices = [parse_model(text) for text in models]  # malformed specs fail before any work
+    shapes = input_sizes(inputs)
+    command = _command_text("compare", list(models), {
+        "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
+        "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
+        None if convention is ConventionChoice.inspectlab else convention.value})
+    _run_report(
+        lambda progress: api.compare(choices, shapes, latency=latency, device=device, convention=convention.value,
+                                     warmup=warmup, iters=iters, min_time=min_time, threads=threads,
+                                     progress=progress),
+        fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
 
 
-@app.command("sweep")
+@command("sweep")
 def sweep_command(
     model: ModelArg,
     sizes: Annotated[str, typer.Option(
@@ -207,22 +188,15 @@ def sweep_command(
     title: TitleOption = None,
 ) -> None:
     """MACs, memory and latency of one model across input sizes, with the fitted exponent against pixels."""
-
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.analysis.compare import parse_model, parse_sizes
-        from inspectlab.inputs import parse_shape
-
-        pairs = parse_sizes(sizes)
-        template = parse_shape(inputs) if inputs else None
-        choice = parse_model(model)
-        command = _command_text("sweep", [model], {
-            "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,
-            "--device": device if latency and device != "cpu" else None, "--warmup": warmup if latency else None,
-            "--iters": iters if latency else None})
-        _run_report(
-            lambda timing, progress: api.sweep(choice, pairs, input_size=template, args=parse_args(args),
-                                               latency=latency, progress=progress, **timing),
-            _timing(latency, device, warmup, iters, min_time, threads), fmt, outputs, force, None, title, command)
-
-    guarded(body)
+    pairs = parse_sizes(sizes)
+    template = parse_shape(inputs) if inputs else None
+    choice = parse_model(model)
+    command = _command_text("sweep", [model], {
+        "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,
+        "--device": device if latency and device != "cpu" else None, "--warmup": warmup if latency else None,
+        "--iters": iters if latency else None})
+    _run_report(
+        lambda progress: api.sweep(choice, pairs, input_size=template, args=parse_args(args), latency=latency,
+                                   device=device, warmup=warmup, iters=iters, min_time=min_time, threads=threads,
+                                   progress=progress),
+        fmt, outputs, force, None, title, command)

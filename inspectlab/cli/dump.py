@@ -7,8 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, ModelArg, TableFormat, app, emit, guarded, parse_args
-from inspectlab.errors import InspectlabError
+from inspectlab import api
+from inspectlab.cli.common import ArgsOption, ModelArg, TableFormat, command, emit, parse_args
+from inspectlab.core.arguments import parse_floats
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import parse_shapes, shape_text
+from inspectlab.render.formats import Column, human_bytes
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 
@@ -23,7 +27,7 @@ def parse_bytes(text: str) -> int:
     return int(float(number) * ((1024 if binary else 1000) ** power))
 
 
-@app.command("dump")
+@command("dump")
 def dump_command(
     model: ModelArg,
     layers: Annotated[list[str] | None, typer.Option(
@@ -67,40 +71,30 @@ def dump_command(
 
     Each output is copied the moment it is produced (an in-place op after it cannot change it); every call
     of a reused module is kept (`name#k`). See docs/dump.md."""
-
-    def body() -> None:
-        from inspectlab.inputs import parse_shapes
-        from inspectlab.inputs_images import parse_floats
-        from inspectlab.runtime.capture import dump
-
-        result = dump(
-            model, parse_shapes(input_size) if input_size else None, images=images, layers=layers, types=types,
-            grads=grads, target=target, out=out, png=png, stats_only=stats_only, force=force,
-            max_bytes=parse_bytes(max_bytes), mean=parse_floats(mean, "--mean") if mean else None,
-            std=parse_floats(std, "--std") if std else None, args=parse_args(args), device=device, top_k=top_k,
-            seed=seed,
-        )
-        for path in result.written + result.pngs:
-            typer.echo(f"wrote {path}", err=True)
-        if fmt is TableFormat.json:
-            emit("json", [], [], document=result.manifest)
-            return
-        manifest = result.manifest
-        shapes = ", ".join("×".join(map(str, s)) for s in manifest["inputs"])
-        emit("table", manifest["entries"], _columns(grads), title=f"{model} · input {shapes}",
-             footer=_footer(result))
-
-    guarded(body)
+    result = api.dump(
+        model, parse_shapes(input_size) if input_size else None, images=images, layers=layers, types=types,
+        grads=grads, target=target, out=out, png=png, stats_only=stats_only, force=force,
+        max_bytes=parse_bytes(max_bytes), mean=parse_floats(mean, "--mean") if mean else None,
+        std=parse_floats(std, "--std") if std else None, args=parse_args(args), device=device, top_k=top_k,
+        seed=seed,
+    )
+    for path in result.written + result.pngs:
+        typer.echo(f"wrote {path}", err=True)
+    if fmt is TableFormat.json:
+        emit("json", [], [], document=result.manifest)
+        return
+    manifest = result.manifest
+    emit("table", manifest["entries"], _columns(grads), title=f"{model} · input {shape_text(manifest['inputs'])}",
+         footer=_footer(result))
 
 
 def _columns(grads: bool) -> list[Any]:
-    from inspectlab.render.formats import Column, human_bytes, shape_text
 
     def number(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
     def axes(value: Any) -> str:
-        return "×".join(str(v) for v in value) if isinstance(value, list) else ""
+        return shape_text(value) if isinstance(value, list) else ""
 
     columns = [
         Column("key", "output"), Column("type", "type"), Column("shape", "shape", shape_text),
@@ -116,7 +110,6 @@ def _columns(grads: bool) -> list[Any]:
 
 
 def _footer(result: Any) -> str:
-    from inspectlab.render.formats import human_bytes
 
     manifest = result.manifest
     outputs = len(manifest["entries"])

@@ -10,17 +10,18 @@ from typing import Annotated
 
 import typer
 
+from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
     DepthOption,
     ForceOption,
     InputOption,
     ModelArg,
-    app,
-    guarded,
+    command,
     input_sizes,
     parse_args,
 )
+from inspectlab.core.io import check_writable, write_atomic
 
 
 class GraphFormat(str, Enum):
@@ -41,7 +42,7 @@ def default_output(model: str, fmt: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) + f".{fmt}"
 
 
-@app.command("graph")
+@command("graph")
 def graph_command(
     model: ModelArg,
     inputs: InputOption = None,
@@ -62,24 +63,16 @@ def graph_command(
     args: ArgsOption = None,
 ) -> None:
     """Draw the architecture: module calls at --depth, the add/cat/mul/interpolate between them, tensors as edges."""
+    from inspectlab.render.graphviz_render import render_bytes, require_dot  # imports torch: not at --help
 
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.analysis.graph import parse_show
-        from inspectlab.render.formats import check_writable, write_atomic
-        from inspectlab.render.graphviz_render import render_bytes, require_dot
-
-        require_dot(fmt.value)
-        parse_show(show)
-        target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
-        if target is not None:
-            check_writable(target, force)
-        digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), rankdir=rankdir.value,
-                            collapse_repeats=collapse, show=show)
-        if target is None:
-            sys.stdout.write(digraph.source)
-            return
-        write_atomic(target, render_bytes(digraph, fmt.value), force)
-        typer.echo(f"wrote {target}", err=True)
-
-    guarded(body)
+    require_dot(fmt.value)
+    target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
+    if target is not None:
+        check_writable(target, force)
+    digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), rankdir=rankdir.value,
+                        collapse_repeats=collapse, show=show)
+    if target is None:
+        sys.stdout.write(digraph.source)
+        return
+    write_atomic(target, render_bytes(digraph, fmt.value), force)
+    typer.echo(f"wrote {target}", err=True)

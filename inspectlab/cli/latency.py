@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, app, emit, guarded, parse_args, progress_bar
-from inspectlab.errors import InspectlabError
+from inspectlab import api
+from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, command, emit, parse_args, progress_bar
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import parse_shapes, shape_text
+from inspectlab.render.formats import Column, human_bytes, human_count, percent
 
 if TYPE_CHECKING:
     from inspectlab.runtime.latency import LatencyReport
@@ -43,7 +46,7 @@ def parse_batches(text: str | None) -> list[int] | None:
     return sizes
 
 
-@app.command("latency")
+@command("latency")
 def latency_command(
     model: ModelArg,
     input_size: Annotated[list[str] | None, typer.Option(
@@ -73,22 +76,17 @@ def latency_command(
 ) -> None:
     """Time the forward pass: mean, std, min, p50/p90/p99, throughput and peak memory, per batch size."""
 
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.inputs import parse_shapes
 
-        shapes = parse_shapes(input_size) if input_size else None
-        with progress_bar() as progress:
-            report = api.latency(
-                model, shapes, args=parse_args(args), batches=parse_batches(batch), device=device,
-                dtype=dtype.value, precision=precision.value, warmup=warmup, iters=iters, min_time=min_time,
-                channels_last=channels_last, compile=compile_model, threads=threads,
-                cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph, per_layer=per_layer, depth=depth,
-                force=force, progress=progress,
-            )
-        show(report, fmt.value)
-
-    guarded(body)
+    shapes = parse_shapes(input_size) if input_size else None
+    with progress_bar() as progress:
+        report = api.latency(
+            model, shapes, args=parse_args(args), batches=parse_batches(batch), device=device,
+            dtype=dtype.value, precision=precision.value, warmup=warmup, iters=iters, min_time=min_time,
+            channels_last=channels_last, compile=compile_model, threads=threads,
+            cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph, per_layer=per_layer, depth=depth,
+            force=force, progress=progress,
+        )
+    show(report, fmt.value)
 
 
 def show(report: LatencyReport, fmt: str) -> None:
@@ -121,13 +119,11 @@ def _ms(value: Any) -> str:
 
 
 def _bytes(value: Any) -> str:
-    from inspectlab.render.formats import human_bytes
 
     return human_bytes(value) if isinstance(value, int) else ""
 
 
 def _rate(value: Any, unit: str) -> str:
-    from inspectlab.render.formats import human_count
 
     return f"{human_count(value)}{unit}" if isinstance(value, (int, float)) else ""
 
@@ -146,7 +142,6 @@ def batch_rows(report: LatencyReport) -> list[dict[str, Any]]:
 
 
 def batch_columns(cuda: bool, csv: bool = False) -> list[Any]:
-    from inspectlab.render.formats import Column, shape_text
 
     columns = [
         Column("batch", "batch", numeric=True), Column("input", "input", shape_text),
@@ -185,7 +180,6 @@ def layer_rows(report: LatencyReport, totals: bool, only: int | None = None) -> 
 
 
 def layer_columns(batch: bool) -> list[Any]:
-    from inspectlab.render.formats import Column, human_count, percent
 
     columns = [
         Column("label", "module"), Column("type", "type"),
@@ -215,7 +209,6 @@ def conditions_text(report: LatencyReport) -> str:
 
 
 def per_layer_text(breakdown: Any) -> str:
-    from inspectlab.render.formats import human_count
 
     pairs_ms = breakdown.pair_cost_us * breakdown.hook_pairs / 1e3
     lines = [

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, ModelArg, TextFormat, app, emit, guarded, parse_args
+from inspectlab import api
+from inspectlab.cli.common import ArgsOption, ModelArg, TextFormat, command, emit, parse_args
+from inspectlab.core.shapes import parse_shape, shape_text
+from inspectlab.render.formats import Column
 
-UNITS = ("centre", "first", "last")
 
-
-@app.command("rf")
+@command("rf")
 def rf_command(
     model: ModelArg,
     input_shape: Annotated[str | None, typer.Option(
@@ -41,73 +43,41 @@ def rf_command(
 ) -> None:
     """Receptive field of every module output, from the whole dataflow graph: size through all paths and
     through the shortest one, stride, padding, and whether some path sees the whole input."""
-
-    def body() -> None:
-        import torch
-
-        from inspectlab import api
-        from inspectlab.analysis.receptive_field import field_report, field_rows, receptive_fields
-        from inspectlab.errors import InspectlabError
-        from inspectlab.inputs import parse_shape
-        from inspectlab.render.formats import check_writable
-
-        chosen_units = [u.strip() for u in units.split(",") if u.strip()]
-        if not chosen_units or any(u not in UNITS for u in chosen_units):
-            raise InspectlabError(f"--units takes a comma-separated subset of {', '.join(UNITS)}, got {units!r}")
-        if erf is not None:
-            check_writable(erf, force)
-        builder_args = parse_args(args)
-        recorded = api.trace(model, parse_shape(input_shape) if input_shape else None, args=builder_args)
-        fields = receptive_fields(recorded)
-        rows = field_rows(fields, depth, layers)
-        if layers and not rows:
-            raise InspectlabError(f"no module matches --layers {layers!r} at depth ≤ {depth}")
-        report = field_report(fields, model, depth, layers)
-        shape = recorded.tensors[fields.input_id].shape
-        document = report.to_dict()
-        lines = _summary_lines(report)
-        failures = 0
-        network = None
-        if empirical or erf:
-            torch.manual_seed(seed)
-            network = api.resolve_model(model, builder_args, device="cpu")
-        if empirical:
-            from inspectlab.runtime.empirical_rf import check_fields
-
-            checks = check_fields(network, fields, rows, shape, device, chosen_units)
-            failures = _attach_checks(report.layers, checks)
-            document = report.to_dict()
-            measured = [c for c in checks if c.reachable]
-            skipped = len({c.name for c in checks if not c.reachable})
-            lines.append(f"Empirical check (autograd on a linear positive copy): {len(measured) - failures}/"
-                         f"{len(measured)} measured fields equal the analytic ones"
-                         + (f"; {skipped} rows not measurable (no module call returns their tensor)"
-                            if skipped else ""))
-        if erf:
-            document["erf"], line = _effective_field(network, fields, erf_layer, shape, samples, seed, device,
-                                                     weights, erf, force, model)
-            lines.append(line)
-        emit(fmt.value, report.layers, _columns(empirical), title=f"{model} · receptive fields · input "
-             f"{'×'.join(map(str, shape))}", document=document, footer="\n".join(lines))
-        if fmt.value != "table":
-            for line in lines:
-                typer.echo(line, err=True)
-        if failures:
-            typer.echo(f"error: {failures} measured field(s) differ from the analytic ones", err=True)
-            raise typer.Exit(1)
-
-    guarded(body)
+    result = api.rf(model, parse_shape(input_shape) if input_shape else None, args=parse_args(args), depth=depth,
+                    layers=layers, empirical=empirical, units=[u.strip() for u in units.split(",") if u.strip()],
+                    erf=erf, erf_layer=erf_layer, samples=samples, weights=weights, seed=seed, device=device,
+                    force=force)
+    report = result.report
+    document = report.to_dict()
+    lines = _summary_lines(report)
+    if result.check is not None:
+        check = result.check
+        lines.append(f"Empirical check (autograd on a linear positive copy): {check.measured - check.differ}/"
+                     f"{check.measured} measured fields equal the analytic ones"
+                     + (f"; {check.unmeasurable} rows not measurable (no module call returns their tensor)"
+                        if check.unmeasurable else ""))
+    if result.effective is not None:
+        found = result.effective
+        document["erf"] = asdict(found)
+        lines.append(f"Effective field of {found.layer} unit ({found.unit[0]}, {found.unit[1]}): 50% of the mass "
+                     f"within {found.radius50:.1f} px, 90% within {found.radius90:.1f} px of its centre; analytic "
+                     f"field {_pair(found.analytic_rf)} · wrote {found.path}")
+    emit(fmt.value, report.layers, _columns(empirical), title=f"{model} · receptive fields · input "
+         f"{shape_text(result.input_shape)}", document=document, footer="\n".join(lines))
+    if fmt.value != "table":
+        for line in lines:
+            typer.echo(line, err=True)
+    if result.check is not None and result.check.differ:
+        typer.echo(f"error: {result.check.differ} measured field(s) differ from the analytic ones", err=True)
+        raise typer.Exit(1)
 
 
 def _pair(value: Any) -> str:
-    if value is None:
-        return "?"
-    values = [f"{v:g}" if isinstance(v, float) else str(v) for v in value]
-    return "×".join(values)
+    """[427, 427] -> "427×427"; unknown -> "?"."""
+    return "?" if value is None else shape_text(value)
 
 
 def _columns(empirical: bool) -> list[Any]:
-    from inspectlab.render.formats import Column, shape_text
 
     columns = [
         Column("name", "layer"), Column("output_shape", "output shape", shape_text),
@@ -118,24 +88,6 @@ def _columns(empirical: bool) -> list[Any]:
     if empirical:
         columns += [Column("measured", "measured", str, numeric=True), Column("check", "check")]
     return columns
-
-
-def _attach_checks(rows: list[dict[str, Any]], checks: list[Any]) -> int:
-    """Add each row's measurements (JSON: `empirical`; table: `measured`, `check`); return the mismatches."""
-    by_name: dict[str, list[Any]] = {}
-    for check in checks:
-        by_name.setdefault(check.name, []).append(check)
-    failures = 0
-    for row in rows:
-        found = [c for c in by_name.get(row["name"], []) if c.reachable]
-        failures += sum(not c.match for c in found)
-        row["empirical"] = [{
-            "unit": c.mode, "index": c.unit, "analytic": c.analytic, "measured": c.measured, "fits": c.fits,
-            "match": c.match,
-        } for c in found]
-        row["measured"] = " / ".join("all" if c.mode == "global" else _pair(c.size) for c in found)
-        row["check"] = ("✓" if all(c.match for c in found) else "✗") if found else ""
-    return failures
 
 
 def _summary_lines(report: Any) -> list[str]:
@@ -152,36 +104,3 @@ def _summary_lines(report: Any) -> list[str]:
             f"{n['module']}: {n['text']}" for n in misaligned[:3]))
     lines.extend(f"No rule: {n['text']}" for n in notes if n["kind"] == "no-rule")
     return lines
-
-
-def _effective_field(network: Any, fields: Any, layer: str | None, shape: Any, samples: int, seed: int,
-                     device: str, weights: str | None, path: str, force: bool, model: str) -> tuple[dict, str]:
-    from inspectlab.analysis.receptive_field import field_rows
-    from inspectlab.errors import InspectlabError
-    from inspectlab.render.erf_plot import save_erf_plot
-    from inspectlab.runtime.empirical_rf import effective_field, load_weights
-
-    if weights:
-        load_weights(network, weights)
-    candidates = field_rows(fields)
-    if layer is not None:
-        named = [r for r in candidates if r.name == layer]
-        if not named:
-            raise InspectlabError(f"--erf-layer {layer!r} is not a module output of {model}")
-        row = named[0]
-    else:
-        spatial = [r for r in candidates if sum(a.table is not None for a in r.field.axes) == 2]
-        if not spatial:
-            raise InspectlabError("--erf: no module output keeps a per-position field")
-        row = max(spatial, key=lambda r: r.tensor)
-    result = effective_field(network, fields, row, shape, samples, seed, device)
-    size = row.field.size or ()
-    title = (f"{model} · {row.name} unit ({result.unit[0]}, {result.unit[1]}) · ERF over {samples} random inputs "
-             f"({'loaded' if weights else 'random-init'} weights)")
-    save_erf_plot(path, result.heat, result.center, result.box, result.radius50, result.radius90, title, force)
-    line = (f"Effective field of {row.name} unit ({result.unit[0]}, {result.unit[1]}): 50% of the mass within "
-            f"{result.radius50:.1f} px, 90% within {result.radius90:.1f} px of its centre; analytic field "
-            f"{_pair(size)} · wrote {path}")
-    info = {"layer": row.name, "unit": result.unit, "samples": samples, "radius50": result.radius50,
-            "radius90": result.radius90, "center": list(result.center), "analytic_rf": list(size), "path": path}
-    return info, line

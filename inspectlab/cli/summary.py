@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
     DepthOption,
@@ -14,52 +15,21 @@ from inspectlab.cli.common import (
     InputOption,
     ModelArg,
     OutputOption,
-    app,
+    command,
     emit,
-    guarded,
     input_sizes,
     parse_args,
 )
+from inspectlab.core.conventions import check_convention
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import check_writable
+from inspectlab.core.shapes import shape_text
+from inspectlab.render.columns import SUMMARY_COLUMNS, summary_columns
+from inspectlab.render.formats import Column, human_bytes, human_count
 
 BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
 
-SUMMARY_COLUMNS = ("name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "macs", "flops",
-                   "other_flops", "output_bytes", "macs_pct", "rf", "stride")
 DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
-
-
-def _columns(selection: str) -> list[Any]:
-    from inspectlab.errors import InspectlabError
-    from inspectlab.render.formats import Column, human_bytes, human_count, percent, shape_text, thousands
-
-    catalogue = {
-        "name": Column("label", "layer"), "type": Column("type", "type"),
-        "input_shapes": Column("input_shapes", "input shape", shape_text),
-        "output_shapes": Column("output_shapes", "output shape", shape_text),
-        "params": Column("params", "params", thousands, numeric=True),
-        "trainable_params": Column("trainable_params", "trainable", thousands, numeric=True),
-        "macs": Column("macs", "MACs", human_count, numeric=True),
-        "flops": Column("flops", "FLOPs", human_count, numeric=True),
-        "other_flops": Column("other_flops", "other FLOPs", human_count, numeric=True),
-        "output_bytes": Column("output_bytes", "output mem", human_bytes, numeric=True),
-        "macs_pct": Column("macs_pct", "% MACs", percent, numeric=True),
-        "rf": Column("rf", "RF", _field_text, numeric=True),
-        "stride": Column("stride", "stride", _field_text, numeric=True),
-    }
-    aliases = {"input": "input_shapes", "output": "output_shapes", "trainable": "trainable_params",
-               "memory": "output_bytes", "pct": "macs_pct"}
-    chosen = []
-    for key in (k.strip() for k in selection.split(",") if k.strip()):
-        key = aliases.get(key, key)
-        if key not in catalogue:
-            raise InspectlabError(f"unknown column {key!r}; choose from {', '.join(catalogue)}")
-        chosen.append(catalogue[key])
-    return chosen
-
-
-def _field_text(value: Any) -> str:
-    """[427, 427] -> "427×427"; "global" stays."""
-    return value if isinstance(value, str) else "×".join(f"{v:g}" for v in value)
 
 
 def _leaf_label(name: str) -> str:
@@ -68,7 +38,6 @@ def _leaf_label(name: str) -> str:
 
 
 def _totals_text(report: Any) -> str:
-    from inspectlab.render.formats import human_bytes, human_count
 
     t = report.totals
     lines = [
@@ -86,7 +55,7 @@ def _totals_text(report: Any) -> str:
     return "\n".join(lines)
 
 
-@app.command("summary")
+@command("summary")
 def summary_command(
     model: ModelArg,
     inputs: InputOption = None,
@@ -102,28 +71,20 @@ def summary_command(
     backward: BackwardOption = False,
 ) -> None:
     """Params, MACs/FLOPs, shapes and memory per layer, and the model's totals."""
-
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.analysis.summary import LAYER_KEYS
-        from inspectlab.render.formats import check_writable
-
-        chosen = _columns(columns)
-        if output:
-            check_writable(output, force)
-        wants_rf = any(c.key in ("rf", "stride") for c in chosen)
-        report = api.summary(model, input_sizes(inputs), args=parse_args(args), depth=depth, device=device,
-                             dtype=dtype, backward=backward, receptive_field=wants_rf)
-        rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
-        emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
-             title=f"{model} · input {_shapes_text(report.inputs)}",
-             document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
-             csv_keys=LAYER_KEYS + (("rf", "stride") if wants_rf else ()))
-
-    guarded(body)
+    chosen = summary_columns(columns)
+    if output:
+        check_writable(output, force)
+    wants_rf = any(c.key in ("rf", "stride") for c in chosen)
+    report = api.summary(model, input_sizes(inputs), args=parse_args(args), depth=depth, device=device,
+                         dtype=dtype, backward=backward, receptive_field=wants_rf)
+    rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
+    emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
+         title=f"{model} · input {_shapes_text(report.inputs)}",
+         document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
+         csv_keys=list(report.layers[0]) if report.layers else None)
 
 
-@app.command("flops")
+@command("flops")
 def flops_command(
     model: ModelArg,
     inputs: InputOption = None,
@@ -138,43 +99,33 @@ def flops_command(
     backward: BackwardOption = False,
 ) -> None:
     """Total FLOPs/MACs under each counting convention (inspectlab, torch, fvcore, torchinfo) and why they differ."""
-
-    def body() -> None:
-        from inspectlab import api
-        from inspectlab.analysis.conventions import CONVENTIONS
-        from inspectlab.errors import InspectlabError
-        from inspectlab.render.formats import Column, check_writable, human_count
-
-        if convention is not None and convention not in CONVENTIONS:
-            raise InspectlabError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
-        if output:
-            check_writable(output, force)
-        report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare)
-        if convention is not None:
-            row = next((r for r in report.layers if r["convention"] == convention), None)
-            if row is None:
-                raise InspectlabError(f"the {convention} convention has no backward count")
-            typer.echo(str(row["total"]))
-            return
-        rows = [{**r, "total_h": human_count(r["total"]),
-                 "peer_h": "" if r["peer"] is None else (r["peer"] if isinstance(r["peer"], str) else f"{r['peer']:,}"),
-                 "match_h": {True: "✓", False: "✗", None: ""}[r["match"]]} for r in report.layers]
-        columns = [Column("convention", "convention"), Column("unit", "unit"),
-                   Column("total", "total", lambda v: f"{v:,}", numeric=True), Column("total_h", "≈", numeric=True)]
-        if compare:
-            columns += [Column("peer_h", "peer's own number", numeric=True), Column("match_h", "same")]
-        columns.append(Column("counts", "what it counts"))
-        if fmt.value == "table":
-            columns.pop()
-        emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report.inputs)}"
-             + (" · forward + backward" if backward else ""), document=report.to_dict(), output=output,
-             force=force, footer=_breakdown_text(report))
-
-    guarded(body)
+    if convention is not None:
+        check_convention(convention)
+    if output:
+        check_writable(output, force)
+    report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare)
+    if convention is not None:
+        row = next((r for r in report.layers if r["convention"] == convention), None)
+        if row is None:
+            raise InspectlabError(f"the {convention} convention has no backward count")
+        typer.echo(str(row["total"]))
+        return
+    rows = [{**r, "total_h": human_count(r["total"]),
+             "peer_h": "" if r["peer"] is None else (r["peer"] if isinstance(r["peer"], str) else f"{r['peer']:,}"),
+             "match_h": {True: "✓", False: "✗", None: ""}[r["match"]]} for r in report.layers]
+    columns = [Column("convention", "convention"), Column("unit", "unit"),
+               Column("total", "total", lambda v: f"{v:,}", numeric=True), Column("total_h", "≈", numeric=True)]
+    if compare:
+        columns += [Column("peer_h", "peer's own number", numeric=True), Column("match_h", "same")]
+    columns.append(Column("counts", "what it counts"))
+    if fmt.value == "table":
+        columns.pop()
+    emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report.inputs)}"
+         + (" · forward + backward" if backward else ""), document=report.to_dict(), output=output,
+         force=force, footer=_breakdown_text(report))
 
 
 def _breakdown_text(report: Any) -> str:
-    from inspectlab.render.formats import human_count
 
     lines = ["What each convention counts:"]
     lines += [f"  {row['convention']:<11}{row['counts']}" for row in report.layers]
@@ -188,6 +139,5 @@ def _breakdown_text(report: Any) -> str:
 
 
 def _shapes_text(shapes: list[list[int]]) -> str:
-    from inspectlab.render.formats import shape_text
 
     return " + ".join(shape_text(s) for s in shapes)

@@ -3,45 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, TableFormat, app, emit, guarded, parse_args
+from inspectlab import api
+from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, TableFormat, command, emit, parse_args
+from inspectlab.core.shapes import shape_text
+from inspectlab.render.formats import Column, cell, thousands
 
-if TYPE_CHECKING:
-    from inspectlab.render.formats import Column
 
-
-@app.command("list")
+@command("list")
 def list_command(
     fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="Output format.")] = TableFormat.table,
 ) -> None:
     """List the zoo: name, family, params, default input, description."""
 
-    def body() -> None:
-        # The registry, not inspectlab.api: with the param counts cached, `list` needs no torch import.
-        from inspectlab.models.registry import zoo_rows
-        from inspectlab.render.formats import Column, shape_text, thousands
+    # with the param counts cached, `list` needs no torch import
 
-        rows = zoo_rows()
-        columns = [
-            Column("name", "name"), Column("family", "family"),
-            Column("params", "params", thousands, numeric=True),
-            Column("default_input", "default input", shape_text), Column("description", "description"),
-        ]
-        width = _terminal_width() if fmt is TableFormat.table else None
-        footer = None
-        if width is not None:
-            shown = fit_columns(rows, columns, width)
-            if len(shown) < len(columns):
-                kept = {c.key for c in shown}
-                hidden = ", ".join(c.header for c in columns if c.key not in kept)
-                footer = f"{hidden} not shown at {width} columns: widen the terminal or use --format json"
-            columns = shown
-        emit(fmt.value, rows, columns, title="inspectlab zoo", footer=footer)
-
-    guarded(body)
+    rows = api.list_models()
+    columns = [
+        Column("name", "name"), Column("family", "family"),
+        Column("params", "params", thousands, numeric=True),
+        Column("default_input", "default input", shape_text), Column("description", "description"),
+    ]
+    width = _terminal_width() if fmt is TableFormat.table else None
+    footer = None
+    if width is not None:
+        shown = fit_columns(rows, columns, width)
+        if len(shown) < len(columns):
+            kept = {c.key for c in shown}
+            hidden = ", ".join(c.header for c in columns if c.key not in kept)
+            footer = f"{hidden} not shown at {width} columns: widen the terminal or use --format json"
+        columns = shown
+    emit(fmt.value, rows, columns, title="inspectlab zoo", footer=footer)
 
 
 def _terminal_width() -> int | None:
@@ -72,7 +67,6 @@ def fit_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], wi
     fits, with the description cut by an ellipsis (at least _MIN_DESCRIPTION characters of it)."""
     from dataclasses import replace
 
-    from inspectlab.render.formats import cell
 
     widths = {c.key: max(len(c.header), *(len(cell(c, row)) for row in rows)) for c in columns}
     by_key = {c.key: c for c in columns}
@@ -96,7 +90,7 @@ def _ellipsis(text: str, room: int) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
-@app.command("tree")
+@command("tree")
 def tree_command(
     model: ModelArg,
     depth: DepthOption = 2,
@@ -104,23 +98,17 @@ def tree_command(
     args: ArgsOption = None,
 ) -> None:
     """Show the module hierarchy (from children()) with type and own/total params per node."""
+    from dataclasses import asdict
 
-    def body() -> None:
-        from dataclasses import asdict
 
-        from inspectlab import api
-        from inspectlab.render.formats import Column, thousands
-
-        nodes = api.tree(model, depth, parse_args(args))
-        rows = [
-            {**asdict(node), "label": "  " * node.depth + node.name.rsplit(".", 1)[-1]} for node in nodes
-        ]
-        columns = [
-            Column("label", "module"), Column("type", "type"),
-            Column("own_params", "own params", thousands, numeric=True),
-            Column("total_params", "total params", thousands, numeric=True),
-        ]
-        emit(fmt.value, rows, columns, title=f"{model} (depth {depth})",
-             document=[asdict(node) for node in nodes])
-
-    guarded(body)
+    nodes = api.tree(model, depth, parse_args(args))
+    rows = [
+        {**asdict(node), "label": "  " * node.depth + node.name.rsplit(".", 1)[-1]} for node in nodes
+    ]
+    columns = [
+        Column("label", "module"), Column("type", "type"),
+        Column("own_params", "own params", thousands, numeric=True),
+        Column("total_params", "total params", thousands, numeric=True),
+    ]
+    emit(fmt.value, rows, columns, title=f"{model} (depth {depth})",
+         document=[asdict(node) for node in nodes])

@@ -1,38 +1,36 @@
-"""The registry of model names, and the loader of model specs.
+"""The registry of model names, and the loader of model specs: what builds a model, not the building.
 
 A spec is one of:
 - a zoo name or alias (`unet`, `deeplabv3plus_resnet50`), built by its registered builder;
 - `tv:NAME`, any torchvision model, built without weights (nothing is ever downloaded);
 - `path/to/file.py:factory` or `package.module:factory`, a user's own model.
 
-The table below is plain data, so that looking a name up does not import torch.
+The table below is plain data, so that looking a name up does not import torch. `recipe(spec, args)` says
+which callable builds a spec with which arguments; `inspectlab.tracing.build.run_builder` runs it (on the
+meta device by default) and `inspectlab.workflows.models` puts the two together.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
-import functools
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
-import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.naming import did_you_mean
+from inspectlab.core.shapes import IMAGENET, SEGMENTATION, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
-Shape = tuple[int, ...]
-IMAGENET: Shape = (1, 3, 224, 224)
-SEGMENTATION: Shape = (1, 3, 512, 512)
 
 
 @dataclass(frozen=True)
@@ -116,104 +114,12 @@ def list_entries() -> tuple[ModelEntry, ...]:
     return ZOO
 
 
-def zoo_rows() -> list[dict[str, Any]]:
-    """One row per zoo model: name, family, params, default input, description, aliases.
-
-    Params are counted on the meta device (no weights allocated) and remembered in the user's cache
-    folder, keyed by the zoo's source and torch's version: a later call needs no torch import.
-    """
-    params = _zoo_param_counts()
-    return [
-        {
-            "name": entry.name,
-            "family": entry.family,
-            "params": params[entry.name],
-            "default_input": list(entry.default_input),
-            "description": entry.description,
-            "aliases": list(entry.aliases),
-        }
-        for entry in ZOO
-    ]
-
-
-def cache_dir() -> Path:
-    """Where inspectlab keeps derived data: $XDG_CACHE_HOME/inspectlab, else ~/.cache/inspectlab."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inspectlab"
-
-
-def _zoo_param_counts() -> dict[str, int]:
-    path = cache_dir() / "zoo_params.json"
-    key = _zoo_fingerprint()
-    try:
-        stored = json.loads(path.read_text())
-        if stored["key"] == key and all(isinstance(stored["params"][e.name], int) for e in ZOO):
-            return stored["params"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no cache yet, or a stale or damaged one: count again
-    from inspectlab.analysis.params import count_params
-    from inspectlab.render.formats import write_atomic
-
-    counts = {entry.name: count_params(build_model(entry.name)).total for entry in ZOO}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"key": key, "params": counts}), force=True)
-    except (OSError, InspectlabError):
-        pass  # a read-only home: count every time
-    return counts
-
-
-def _zoo_fingerprint() -> str:
-    """A digest of what the zoo's counts depend on: the zoo's source, the counting code, torch's version."""
-    package = Path(__file__).resolve().parent.parent
-    sources = sorted((package / "models").glob("*.py")) + [package / "analysis" / "params.py"]
-    torch_spec = importlib.util.find_spec("torch")
-    if torch_spec is not None and torch_spec.origin:
-        sources.append(Path(torch_spec.origin).parent / "version.py")
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes() if source.is_file() else b"")
-    return digest.hexdigest()
-
-
 def lookup(name: str) -> ModelEntry:
     """The zoo entry for a name or alias; unknown names raise with the closest matches."""
     entry = _BY_NAME.get(name.lower())
     if entry is None:
         raise InspectlabError(f"unknown model {name!r}{did_you_mean(name, _BY_NAME)}")
     return entry
-
-
-def did_you_mean(word: str, candidates: Iterable[str],
-                 hint: str = "run `inspectlab list` for the zoo, or use tv:NAME or file.py:factory") -> str:
-    """A "; did you mean X?" suffix naming the closest candidates, else "; " + hint."""
-    close = difflib.get_close_matches(word.lower(), list(candidates), n=3, cutoff=0.5)
-    if close:
-        return "; did you mean " + " or ".join(close) + "?"
-    return f"; {hint}"
-
-
-def parse_builder_args(pairs: Iterable[str]) -> dict[str, Any]:
-    """Parse ["num_classes=21", "bilinear=false"] into keyword arguments (Python literals, else strings)."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise InspectlabError(f"malformed --arg {pair!r}: expected key=value")
-        kwargs[key.strip()] = _literal(raw.strip())
-    return kwargs
-
-
-def _literal(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def default_input(spec: str) -> Shape:
@@ -227,74 +133,27 @@ def _is_zoo_name(spec: str) -> bool:
     return ":" not in spec
 
 
-def build_model(spec: str, kwargs: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
-    """Build the model named by a spec on `device` (meta: no weights allocated), in eval mode."""
+@dataclass(frozen=True)
+class Recipe:
+    """How to build a spec: the callable, its keyword arguments, and the spec as the user wrote it."""
+
+    builder: Callable[..., Any]
+    kwargs: dict[str, Any]
+    spec: str
+
+
+def recipe(spec: str, kwargs: Mapping[str, Any] | None = None) -> Recipe:
+    """The builder of a zoo name, `tv:NAME` or `file.py:factory`, with its arguments checked."""
     kwargs = dict(kwargs or {})
     if spec.startswith("tv:"):
-        model = _build_torchvision(spec[3:], kwargs, device)
+        builder = _torchvision_builder(spec[3:], kwargs)
     elif _is_zoo_name(spec):
         entry = lookup(spec)
-        model = _call_builder(entry.load_builder(), {**entry.kwargs, **kwargs}, device, spec)
+        builder, kwargs = entry.load_builder(), {**entry.kwargs, **kwargs}
     else:
-        model = _call_builder(_load_factory(spec), kwargs, device, spec)
-    return model.eval()
-
-
-def _call_builder(builder: Callable[..., Any], kwargs: dict[str, Any], device: str, spec: str) -> nn.Module:
-    from torch import nn
-
+        builder = _load_factory(spec)
     _check_kwargs(builder, kwargs, spec)
-    try:
-        with _build_context(device):
-            model = builder(**kwargs)
-    except InspectlabError:
-        raise
-    except Exception as exc:  # the user's factory: report its message, not our traceback
-        if device == "meta":
-            return _call_builder(builder, kwargs, "cpu", spec)
-        raise InspectlabError(f"building {spec!r} failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(model, nn.Module):
-        raise InspectlabError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-# In-place ops that change a tensor's metadata (shape, storage, autograd flag), not its values:
-# they must run on meta tensors too.
-_METADATA_OPS = frozenset({
-    "requires_grad_", "resize_", "resize_as_", "set_", "squeeze_", "unsqueeze_", "t_", "transpose_",
-    "swapdims_", "swapaxes_", "as_strided_", "detach_", "rename_",
-})
-
-
-@functools.lru_cache(maxsize=1)
-def _build_context_class() -> type:
-    from torch.utils._device import DeviceContext, _device_constructors
-
-    class BuildContext(DeviceContext):
-        """`with torch.device(d)` in one torch-function mode, plus: in-place ops that only set values
-        (initialisers) do nothing on meta tensors. A meta tensor has no values, and some initialisers
-        (normal_) would make torch import its decompositions (a second). One mode, not two stacked:
-        building the zoo makes ~90k torch calls, each paying every active mode."""
-
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            kwargs = kwargs or {}
-            if func in _device_constructors():
-                if kwargs.get("device") is None:
-                    kwargs["device"] = self.device
-                return func(*args, **kwargs)
-            name = getattr(func, "__name__", "")
-            if name.endswith("_") and not name.startswith("__") and name not in _METADATA_OPS:
-                target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
-                if getattr(target, "is_meta", False):
-                    return target
-            return func(*args, **kwargs)
-
-    return BuildContext
-
-
-def _build_context(device: str) -> Any:
-    """The context a builder runs in: new tensors on `device`, no initialisation of meta tensors."""
-    return _build_context_class()(device)
+    return Recipe(builder, kwargs, spec)
 
 
 def _check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], spec: str) -> None:
@@ -310,7 +169,7 @@ def _check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], spec: 
             raise InspectlabError(f"{spec!r} takes no argument {key!r}; its arguments: {valid}")
 
 
-def _build_torchvision(name: str, kwargs: dict[str, Any], device: str) -> nn.Module:
+def _torchvision_builder(name: str, kwargs: dict[str, Any]) -> Callable[..., Any]:
     from torchvision import models
 
     available = models.list_models()
@@ -318,10 +177,10 @@ def _build_torchvision(name: str, kwargs: dict[str, Any], device: str) -> nn.Mod
         hint = "torchvision.models.list_models() names them all"
         raise InspectlabError(f"unknown torchvision model {name!r}{did_you_mean(name, available, hint)}")
     builder = models.get_model_builder(name)
-    kwargs.setdefault("weights", None)
+    kwargs.setdefault("weights", None)  # nothing is ever downloaded
     if "weights_backbone" in inspect.signature(builder).parameters:
         kwargs.setdefault("weights_backbone", None)
-    return _call_builder(builder, kwargs, device, f"tv:{name}")
+    return builder
 
 
 def _load_factory(spec: str) -> Callable[..., Any]:
@@ -336,23 +195,40 @@ def _load_factory(spec: str) -> Callable[..., Any]:
 
 
 def _load_file(location: str) -> Any:
+    """Import a user's file under a name unique to its path (two `net.py` in two folders do not collide),
+    with its folder on sys.path only while it is imported, so that it imports its neighbours as
+    `python file.py` would."""
     path = Path(location).expanduser()
     if not path.is_file():
         raise InspectlabError(f"no such file: {location}")
-    module_name = f"inspectlab_user_{path.stem}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    resolved = path.resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    module_name = f"inspectlab_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    module_spec = importlib.util.spec_from_file_location(module_name, resolved)
     if module_spec is None or module_spec.loader is None:
         raise InspectlabError(f"cannot import {location}")
     module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:  # so that the file imports its neighbours, as `python file.py` would
-        sys.path.insert(0, folder)
+    sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
     try:
-        module_spec.loader.exec_module(module)
+        with _on_path(str(resolved.parent)):
+            module_spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(module_name, None)
         raise InspectlabError(f"importing {location} failed: {type(exc).__name__}: {exc}") from exc
     return module
+
+
+@contextlib.contextmanager
+def _on_path(folder: str) -> Iterator[None]:
+    """`folder` first on sys.path inside the block, and sys.path as it was afterwards."""
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def _import_module(location: str) -> Any:

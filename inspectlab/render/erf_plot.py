@@ -7,13 +7,9 @@ next to the analytic field's box), with the discs holding 50% and 90% of the mas
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from inspectlab.render.formats import check_writable, write_atomic
 
 
 def erf_png(heat: np.ndarray, center: tuple[float, float], box: Any, radius50: float, radius90: float,
@@ -73,10 +69,3 @@ def _view(shape: tuple[int, ...], box: Any) -> tuple[tuple[float, float], tuple[
             low, high = min(low, span[0] - 0.5 - margin), max(high, span[1] + 0.5 + margin)
         limits.append((low, high))
     return limits[0], limits[1]
-
-
-def save_erf_plot(path: str | os.PathLike[str], heat: np.ndarray, center: tuple[float, float], box: Any,
-                  radius50: float, radius90: float, title: str, force: bool = False) -> Path:
-    """Write the heatmap PNG (atomically; an existing file only with `force`)."""
-    check_writable(path, force)
-    return write_atomic(path, erf_png(heat, center, box, radius50, radius90, title), force)

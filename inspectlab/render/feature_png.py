@@ -11,12 +11,10 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.errors import InspectlabError
-from inspectlab.render.formats import check_writable, write_atomic
+from inspectlab.core.shapes import shape_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,31 +39,27 @@ def file_stem(key: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", key).strip("_") or "output"
 
 
-def write_feature_pngs(entries: Iterable[Any], pictures: np.ndarray | None, folder: str, top_k: int = 16,
-                       force: bool = False) -> list[str]:
-    """One PNG per drawable entry (runtime.capture.Entry with its tensor) and batch element in `folder`
-    (created if missing); returns the paths written."""
-    target = Path(folder)
-    if not target.parent.exists():
-        raise InspectlabError(f"folder {target.parent} does not exist")
-    target.mkdir(exist_ok=True)
-    jobs = []
+def feature_pngs(entries: Iterable[Any], pictures: np.ndarray | None, top_k: int = 16
+                 ) -> list[tuple[str, Callable[[], bytes]]]:
+    """(file name, a function drawing its PNG) per drawable entry (runtime.capture.Entry with its tensor) and
+    batch element: the caller checks every file name before anything is drawn."""
+    rendered = []
     for entry in entries:
         value = entry.value
         if value is None or value.dim() not in (2, 4) or not value.is_floating_point():
             continue
         for sample in range(value.shape[0]):
             suffix = f".b{sample}" if value.shape[0] > 1 else ""
-            path = check_writable(target / f"{file_stem(entry.key)}{suffix}.png", force)
             picture = pictures[sample] if pictures is not None and sample < len(pictures) else None
-            jobs.append((path, entry.key, value[sample], picture))
-    written = []
-    for path, key, value, picture in jobs:
-        figure = feature_figure(key, value, picture, top_k)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        written.append(str(write_atomic(path, buffer.getvalue(), force)))
-    return written
+            rendered.append((f"{file_stem(entry.key)}{suffix}.png",
+                             lambda v=value[sample], p=picture, k=entry.key: _png(k, v, p, top_k)))
+    return rendered
+
+
+def _png(key: str, value: torch.Tensor, picture: np.ndarray | None, top_k: int) -> bytes:
+    buffer = io.BytesIO()
+    feature_figure(key, value, picture, top_k).savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 def feature_figure(key: str, value: torch.Tensor, picture: np.ndarray | None, top_k: int = 16) -> Figure:
@@ -81,8 +75,7 @@ def feature_figure(key: str, value: torch.Tensor, picture: np.ndarray | None, to
         _draw_bars(right, values.flatten(), top_k)
     else:
         _draw_grid(right, values, top_k)
-    shape = "×".join(str(d) for d in values.shape)
-    figure.suptitle(f"{key}   ({shape})", fontsize=13)
+    figure.suptitle(f"{key}   ({shape_text(list(values.shape))})", fontsize=13)
     return figure
 
 

@@ -1,18 +1,15 @@
-"""Number formatting, tabular exports (json, csv, markdown, html) and atomic file writes."""
+"""Number formatting and tabular exports (json, csv, markdown, html): text only, no files."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.shapes import shape_text
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
 
@@ -31,15 +28,6 @@ def human_bytes(value: float) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.4g} {prefix}"
     return f"{int(value)} B"
-
-
-def shape_text(shape: Any) -> str:
-    """[1, 3, 224, 224] -> "1×3×224×224"; nested shapes (several tensors) joined by ", "."""
-    if shape is None:
-        return ""
-    if shape and isinstance(shape[0], (list, tuple)):
-        return ", ".join(shape_text(s) for s in shape)
-    return "×".join(str(d) for d in shape)
 
 
 @dataclass(frozen=True)
@@ -116,35 +104,3 @@ def rich_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], tit
     for row in rows:
         table.add_row(*(cell(c, row) for c in columns))
     return table
-
-
-def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
-    """Refuse to overwrite an existing file unless forced; the folder must exist."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise InspectlabError(f"{target} exists; use --force to overwrite it")
-    if not target.parent.exists():
-        raise InspectlabError(f"folder {target.parent} does not exist")
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, force: bool = False) -> Path:
-    """Write to a temporary file beside `path`, then rename: never a half-written file."""
-    target = check_writable(path, force)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, mode) as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file gets the usual mode
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target

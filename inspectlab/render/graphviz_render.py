@@ -14,8 +14,9 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from inspectlab.analysis.graph import Cluster, Graph, GraphEdge, GraphNode
-from inspectlab.errors import InspectlabError
-from inspectlab.render.formats import human_count, shape_text
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import shape_text
+from inspectlab.render.formats import human_count
 
 if TYPE_CHECKING:
     import graphviz

@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inspectlab.render.columns import duration
+
 Rows = Sequence[Mapping[str, Any]]
 
 _COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974",
@@ -48,13 +50,6 @@ def png_bytes(figure: Any, dpi: int = _DPI) -> bytes:
 def _has(row: Mapping[str, Any], *keys: str) -> bool:
     return all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) and row[k] > 0
                for k in keys)
-
-
-def duration(ms: float) -> str:
-    """9162.0 -> "9.16 s", 123.4 -> "123 ms", 0.35 -> "0.350 ms"."""
-    if ms >= 1000:
-        return f"{ms / 1000:.3g} s"
-    return f"{ms:.3g} ms" if ms >= 1 else f"{ms:.3f} ms"
 
 
 def _label_points(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],

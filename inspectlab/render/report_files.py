@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inspectlab.errors import InspectlabError
-from inspectlab.render.formats import Column, human_bytes, human_count, shape_text
+from inspectlab.core.conventions import convention_key
+from inspectlab.core.errors import InspectlabError
+from inspectlab.render.columns import CATALOGUE, COMPARE_TABLE, SWEEP_TABLE, input_text, table_columns
+from inspectlab.render.formats import Column
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html",
             ".htm": "html"}
@@ -27,47 +29,6 @@ def report_format(path: str | Path) -> str:
 
 
 # table columns -------------------------------------------------------------------------------------------------
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _ms(value: Any) -> str:
-    from inspectlab.render.plots import duration
-
-    return duration(value)
-
-
-def _ratio(value: Any) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def _input(value: Any) -> str:
-    return shape_text(value[0] if value and len(value) == 1 else value)
-
-
-_COLUMNS = {
-    "model": Column("model", "model"),
-    "size": Column("size", "size"),
-    "input": Column("input", "input", _input),
-    "params": Column("params", "params", human_count, numeric=True),
-    "macs": Column("macs", "MACs", human_count, numeric=True),
-    "flops": Column("flops", "FLOPs", human_count, numeric=True),
-    "other_flops": Column("other_flops", "other FLOPs", human_count, numeric=True),
-    "activation_bytes": Column("activation_bytes", "activations", human_bytes, numeric=True),
-    "peak_bytes": Column("peak_bytes", "peak mem", human_bytes, numeric=True),
-    "output_stride": Column("output_stride", "out stride", _number, numeric=True),
-    "rf": Column("rf", "RF (px)", _number, numeric=True),
-    "rf_global": Column("rf_global", "global", lambda v: "yes" if v else "no"),
-    "latency_p50_ms": Column("latency_p50_ms", "p50", _ms, numeric=True),
-    "latency_p90_ms": Column("latency_p90_ms", "p90", _ms, numeric=True),
-    "macs_per_param": Column("macs_per_param", "MACs/param", _ratio, numeric=True),
-    "macs_per_output_pixel": Column("macs_per_output_pixel", "MACs/out px", human_count, numeric=True),
-    "error": Column("error", "error"),
-}
-COMPARE_TABLE = ("model", "params", "macs", "other_flops", "activation_bytes", "peak_bytes", "output_stride", "rf",
-                 "rf_global", "latency_p50_ms", "latency_p90_ms", "macs_per_param", "macs_per_output_pixel", "error")
-SWEEP_TABLE = ("size", "input", "macs", "other_flops", "activation_bytes", "peak_bytes", "latency_p50_ms",
-               "latency_p90_ms", "error")
 DEFINITIONS = {
     "MACs": "multiply-accumulates of conv/matmul/attention (FLOPs = 2 × MACs)",
     "other FLOPs": "bias, normalisation, activations, pooling, interpolation, elementwise ops (docs/counting.md)",
@@ -82,17 +43,17 @@ DEFINITIONS = {
 }
 
 
-def table_columns(rows: Rows, kind: str, extra: Sequence[str] = ()) -> list[Column]:
+def report_columns(rows: Rows, kind: str, extra: Sequence[str] = ()) -> list[Column]:
     """The table's columns: those of COMPARE_TABLE or SWEEP_TABLE (plus `extra` keys) with a value somewhere."""
     order = list(COMPARE_TABLE if kind == "compare" else SWEEP_TABLE)
     for key in extra:
         order.insert(order.index("other_flops") + 1, key)
-    present = [k for k in order if any(row.get(k) is not None for row in rows)]
-    return [_COLUMNS.get(k) or Column(k, k.replace("_", " "), human_count, numeric=True) for k in present]
+    return [c for c in table_columns(order) if any(row.get(c.key) is not None for row in rows)]
 
 
 def convention_keys(rows: Rows) -> list[str]:
-    return [k for k in (rows[0] if rows else {}) if k.endswith(("_macs", "_flops")) and k not in _COLUMNS]
+    known = {column.key for column in CATALOGUE.values()}
+    return [k for k in (rows[0] if rows else {}) if k.endswith(("_macs", "_flops")) and k not in known]
 
 
 # plots ---------------------------------------------------------------------------------------------------------
@@ -139,14 +100,14 @@ def report_plots(rows: Rows, attrs: Mapping[str, Any], bubble: str | None = None
 def report_title(attrs: Mapping[str, Any], title: str | None) -> str:
     if title:
         return title
-    shape = _input(attrs.get("input")) if attrs.get("input") else "each model's default input"
+    shape = input_text(attrs.get("input")) if attrs.get("input") else "each model's default input"
     if attrs.get("kind") == "sweep":
         return f"Input-size sweep of {attrs.get('model')} ({shape.rsplit('×', 2)[0]}×H×W)"
     return f"Model comparison · input {shape}"
 
 
 def context_lines(attrs: Mapping[str, Any], command: str | None) -> list[str]:
-    from inspectlab import __version__
+    from inspectlab.core.version import __version__
 
     lines = []
     if command:
@@ -154,8 +115,6 @@ def context_lines(attrs: Mapping[str, Any], command: str | None) -> list[str]:
     lines.append("Counts and memory come from one trace of each model on the meta device (no weights, no "
                  "activations allocated); the receptive field from the same trace.")
     if attrs.get("convention", "inspectlab") != "inspectlab":
-        from inspectlab.analysis.compare import convention_key
-
         lines.append(f"The column `{convention_key(attrs['convention'])}` is {attrs['convention']}'s own count "
                      "(docs/counting.md); MACs, FLOPs and other FLOPs are inspectlab's.")
     timing = attrs.get("latency")
@@ -199,7 +158,7 @@ def render_markdown(rows: Rows, attrs: Mapping[str, Any], images: Sequence[tuple
 
     kind = attrs.get("kind", "compare")
     parts = [f"# {report_title(attrs, title)}", "", *context_lines(attrs, command), ""]
-    parts.append(rows_to_markdown(rows, table_columns(rows, kind, convention_keys(rows))))
+    parts.append(rows_to_markdown(rows, report_columns(rows, kind, convention_keys(rows))))
     if kind == "sweep" and _exponent_rows(attrs):
         parts += [_EXPONENT_TEXT, "", rows_to_markdown(_exponent_rows(attrs), _EXPONENT_COLUMNS)]
     else:
@@ -257,7 +216,7 @@ def render_html(rows: Rows, attrs: Mapping[str, Any], plots: Sequence[Plot], tit
     heading = report_title(attrs, title)
     parts = [f"<h1>{html.escape(heading)}</h1>"]
     parts += [f'<p class="context">{_inline_code(line)}</p>' for line in context_lines(attrs, command)]
-    parts.append(_html_table(rows, table_columns(rows, kind, convention_keys(rows))))
+    parts.append(_html_table(rows, report_columns(rows, kind, convention_keys(rows))))
     if kind == "sweep" and _exponent_rows(attrs):
         parts += [f"<p>{html.escape(_EXPONENT_TEXT)}</p>", _html_table(_exponent_rows(attrs), _EXPONENT_COLUMNS)]
     else:
@@ -292,13 +251,11 @@ def render_json(rows: Rows, attrs: Mapping[str, Any]) -> str:
     return to_json({"schema": SCHEMA_VERSION, **attrs, "rows": list(rows)})
 
 
-# writing -------------------------------------------------------------------------------------------------------
-def write_reports(rows: Rows, attrs: Mapping[str, Any], paths: Sequence[str | Path], *, force: bool = False,
-                  bubble: str | None = None, title: str | None = None, command: str | None = None) -> list[Path]:
-    """Write each path in the format of its suffix; a Markdown report gets `<stem>-<plot>.png` beside it.
-    Nothing is written unless every target (PNGs included) may be: new, or `force`."""
-    from inspectlab.render.formats import check_writable, write_atomic
-
+# the files of a report ----------------------------------------------------------------------------------------
+def plan_reports(rows: Rows, attrs: Mapping[str, Any], paths: Sequence[str | Path], *, bubble: str | None = None,
+                 title: str | None = None, command: str | None = None) -> list[tuple[Path, str | bytes]]:
+    """(path, content) of every file the reports make, in the format of each path's suffix; a Markdown report
+    gets `<stem>-<plot>.png` beside it. Two files with one path raise."""
     formats = [(Path(p), report_format(p)) for p in paths]
     needs_plots = any(fmt in ("markdown", "html") for _, fmt in formats)
     plots = report_plots(rows, attrs, bubble) if needs_plots else []
@@ -318,6 +275,4 @@ def write_reports(rows: Rows, attrs: Mapping[str, Any], paths: Sequence[str | Pa
     targets = [path for path, _ in planned]
     if len(set(targets)) != len(targets):
         raise InspectlabError("two outputs would write the same file")
-    for path in targets:
-        check_writable(path, force)
-    return [write_atomic(path, data, force) for path, data in planned]
+    return planned

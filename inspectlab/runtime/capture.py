@@ -21,16 +21,16 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._pytree import GetAttrKey, MappingKey, SequenceKey, tree_flatten_with_path, tree_map, tree_unflatten
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.naming import ROOT, nearest, select
+from inspectlab.runtime import dump_writer
 
-ROOT = "(root)"
 _KEY = re.compile(r"^(?P<name>.*?)(?:#(?P<call>\d+))?$")
 
 
@@ -40,22 +40,15 @@ _KEY = re.compile(r"^(?P<name>.*?)(?:#(?P<call>\d+))?$")
 
 def select_modules(model: nn.Module, layers: Sequence[str] | None = None,
                    types: Sequence[str] | None = None) -> dict[str, nn.Module]:
-    """The modules whose qualified name matches one of `layers` and whose type matches one of `types`
-    (either may be left out), in `named_modules()` order.
-
-    A pattern is a glob (fnmatch: `*` also crosses dots) or, prefixed with `re:`, a regular expression
-    that must match the whole name; the model itself is `(root)`. A type is a class name, a glob on it,
-    or a dotted `module.Class` path. A pattern or type that matches nothing raises, naming the nearest.
+    """The modules whose qualified name matches one of `layers` (`inspectlab.core.naming.select`: globs, or
+    `re:` regular expressions; the model itself is `(root)`) and whose type matches one of `types` (either
+    may be left out), in `named_modules()` order. A type is a class name, a glob on it, or a dotted
+    `module.Class` path. A pattern or type that matches nothing raises, naming the nearest.
     """
     if not layers and not types:
         raise InspectlabError("select layers with --layers GLOB (or re:REGEX) or --type NAME")
     modules = dict(model.named_modules())
-    by_name = set() if layers else set(modules)
-    for pattern in layers or ():
-        matched = {name for name in modules if _name_matches(pattern, name)}
-        if not matched:
-            raise InspectlabError(f"no module matches --layers {pattern!r}{_nearest(pattern, modules)}")
-        by_name |= matched
+    by_name = set(select(layers, modules))
     by_type = set(modules)
     if types:
         by_type = set()
@@ -63,7 +56,7 @@ def select_modules(model: nn.Module, layers: Sequence[str] | None = None,
             matched = {name for name, module in modules.items() if _type_matches(wanted, module)}
             if not matched:
                 known = sorted({type(m).__name__ for m in modules.values()})
-                raise InspectlabError(f"no module of type {wanted!r}{_nearest(wanted, known, 'types')}")
+                raise InspectlabError(f"no module of type {wanted!r}{nearest(wanted, known, 'types')}")
             by_type |= matched
     chosen = {name: module for name, module in modules.items() if name in by_name and name in by_type}
     if not chosen:
@@ -72,34 +65,12 @@ def select_modules(model: nn.Module, layers: Sequence[str] | None = None,
     return chosen
 
 
-def _name_matches(pattern: str, name: str) -> bool:
-    shown = name or ROOT
-    if pattern.startswith("re:"):
-        try:
-            expression = re.compile(pattern[3:])
-        except re.error as exc:
-            raise InspectlabError(f"malformed regular expression {pattern[3:]!r}: {exc}") from None
-        return bool(expression.fullmatch(name) or expression.fullmatch(shown))
-    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(shown, pattern)
-
-
 def _type_matches(wanted: str, module: nn.Module) -> bool:
     kind = type(module)
     dotted = {f"{kind.__module__}.{kind.__qualname__}"}
     if kind.__module__.startswith("torch.nn"):
         dotted |= {f"nn.{kind.__name__}", f"torch.nn.{kind.__name__}"}
     return fnmatch.fnmatchcase(kind.__name__, wanted) or wanted in dotted
-
-
-def _nearest(pattern: str, candidates: Any, what: str = "names") -> str:
-    word = re.sub(r"^re:|[*?\[\]\\^$()+|{}]", "", pattern)
-    shown = [name or ROOT for name in candidates]
-    close = difflib.get_close_matches(word, shown, n=5, cutoff=0.5) if word else []
-    if not close:
-        close = [name for name in shown if word and word in name][:5]
-    if close:
-        return f"; nearest {what}: {', '.join(close)}"
-    return f"; {what} look like {', '.join(shown[1:4] if len(shown) > 3 else shown)} (see `inspectlab tree MODEL`)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,9 +188,7 @@ class Capture:
             if self.keep:
                 entry.value = leaf.detach().clone(memory_format=torch.contiguous_format)
             else:
-                from inspectlab.runtime.dump_writer import tensor_stats
-
-                entry.stats = tensor_stats(leaf)
+                entry.stats = dump_writer.tensor_stats(leaf)
             if self.grads and leaf.requires_grad:
                 entry.wants_grad = True
                 leaf.register_hook(self._grad_hook(entry))
@@ -239,9 +208,7 @@ class Capture:
         if self.keep:
             entry.grad = grad.clone(memory_format=torch.contiguous_format)
         else:
-            from inspectlab.runtime.dump_writer import tensor_stats
-
-            entry.grad_stats = tensor_stats(grad)
+            entry.grad_stats = dump_writer.tensor_stats(grad)
 
     # gradients -----------------------------------------------------------------------------------
     def backward(self, objective_value: torch.Tensor) -> None:
@@ -262,6 +229,11 @@ class Capture:
                 self._set_grad(entry, torch.zeros(entry.shape, dtype=getattr(torch, entry.dtype)))
 
     # access --------------------------------------------------------------------------------------
+    @property
+    def called(self) -> set[str]:
+        """The selected modules that ran (through their forward) while the capture was on."""
+        return set(self._counts)
+
     def keys(self) -> list[str]:
         return [entry.key for entry in self.entries]
 
@@ -290,13 +262,12 @@ class Capture:
 
     def tensors(self, grads: bool = True) -> dict[str, torch.Tensor]:
         """Every kept tensor by key, gradients under key + ".grad"."""
-        from inspectlab.runtime.dump_writer import GRAD_SUFFIX
-
         if not self.keep:
             raise InspectlabError("this capture kept statistics only (keep=False)")
         result = {entry.key: entry.value for entry in self.entries if entry.value is not None}
         if grads:
-            result.update({entry.key + GRAD_SUFFIX: entry.grad for entry in self.entries if entry.grad is not None})
+            suffix = dump_writer.GRAD_SUFFIX
+            result.update({entry.key + suffix: entry.grad for entry in self.entries if entry.grad is not None})
         return result
 
     def save(self, path: str, force: bool = False, manifest: bool = True, header: Mapping[str, Any] | None = None,
@@ -304,8 +275,6 @@ class Capture:
         """Write the kept tensors (safetensors, npz or pt, from the suffix) and, beside them, the JSON
         manifest (`path` + ".json"; `header` adds top-level items, `fields` the receptive fields from
         `dump_writer.receptive_field_lookup`); returns the paths written."""
-        from inspectlab.runtime import dump_writer
-
         tensors = self.tensors()
         document = dump_writer.build_manifest(self.entries, header or {}, path, fields) if manifest else None
         return dump_writer.write_dump(tensors, document, path, force)
@@ -396,107 +365,3 @@ def objective(output: Any, target: int | None = None) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------------
 # the dump: plan from the Trace, capture, write
-
-
-@dataclass
-class DumpResult:
-    """What `dump` did: the manifest (also when nothing was written), the capture, the files written."""
-
-    manifest: dict[str, Any]
-    capture: Capture
-    written: list[str]
-    pngs: list[str]
-    estimate: int
-
-
-def dump(model_or_spec: nn.Module | str, input_size: Any = None, *, images: Sequence[str] | None = None,
-         layers: Sequence[str] | None = None, types: Sequence[str] | None = None, grads: bool = False,
-         target: int | None = None, out: str | None = None, png: str | None = None, stats_only: bool = False,
-         force: bool = False, max_bytes: int | None = None, mean: Sequence[float] | None = None,
-         std: Sequence[float] | None = None, args: Mapping[str, Any] | None = None, device: str = "cpu",
-         top_k: int = 16, seed: int = 0) -> DumpResult:
-    """Capture the selected outputs for one input (random with `seed`, or `images`) and write them. A model
-    built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was).
-
-    The Trace (a meta-device pass) comes first: it gives the size of the dump, refused above `max_bytes`
-    (default 2 GB) or the free disk, and the receptive field of every output for the manifest. Tensors are
-    kept only when something needs them (`out` without `stats_only`, `png`); otherwise only statistics.
-    """
-    from inspectlab import __version__, api
-    from inspectlab.inputs_images import IMAGENET_MEAN, IMAGENET_STD, load_images
-    from inspectlab.render.formats import check_writable
-    from inspectlab.runtime import dump_writer
-
-    if target is not None and not grads:
-        raise InspectlabError("--target chooses the logit the gradients are taken of: add --grads")
-    if stats_only and png:
-        raise InspectlabError("--png draws the kept tensors: it cannot go with --stats-only")
-    keep = bool(png) or (out is not None and not stats_only)
-    if out is not None:
-        if not stats_only:
-            check_writable(out, force)
-            dump_writer.format_of(out)
-        check_writable(dump_writer.manifest_path(out), force)
-    mean, std = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
-    with torch.random.fork_rng(devices=[]):  # a model built here gets the same weights for the same seed
-        torch.manual_seed(seed)
-        model = api.resolve_model(model_or_spec, args, device)
-    shapes = api.input_shapes(model_or_spec, input_size)
-    pictures = None
-    if images:
-        if len(shapes) != 1 or len(shapes[0]) != 4:
-            raise InspectlabError(f"--image makes one N×C×H×W input; the input given is {shapes}")
-        batch = load_images(images, (shapes[0][2], shapes[0][3]), shapes[0][1], mean, std)
-        inputs, pictures = [batch.tensor], batch.pictures
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        inputs = [torch.randn(shape, generator=generator) for shape in shapes]
-    cap = Capture(model, layers, types=types, grads=grads, keep=keep)
-
-    trace = api.trace(model, input_data=inputs)
-    fmt = dump_writer.format_of(out) if out is not None and not stats_only else None
-    estimate = dump_writer.estimate_bytes(trace, cap.modules, grads, fmt)
-    if keep:
-        folder = Path(out).resolve().parent if fmt is not None else None  # type: ignore[arg-type]
-        dump_writer.check_size(estimate, dump_writer.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, folder)
-    fields, notes = dump_writer.receptive_field_lookup(trace)
-    notes += trace.notes
-
-    where = next((p.device for p in model.parameters()), torch.device(device))
-    real_inputs = [t.to(where) for t in inputs]
-    with cap, torch.set_grad_enabled(grads):
-        output = model(*real_inputs)
-        if grads:
-            cap.backward(objective(output, target))
-    never = [name or ROOT for name in cap.modules if name not in cap._counts]
-    if never:
-        notes.append(f"selected but never called through forward: {', '.join(never)}")
-    header = {
-        "model": model_or_spec if isinstance(model_or_spec, str) else type(model_or_spec).__name__,
-        "inputs": [list(t.shape) for t in inputs], "images": list(images) if images else None,
-        "normalisation": {"mean": list(mean), "std": list(std)} if images else None,
-        "seed": None if images else seed, "device": str(where), "training": model.training,
-        "objective": _objective_text(output, target) if grads else None,
-        "estimated_bytes": estimate, "inspectlab": __version__, "torch": torch.__version__, "notes": notes,
-    }
-    document = dump_writer.build_manifest(cap.entries, header, out if fmt else None, fields)
-    written: list[str] = []
-    if out is not None:
-        if stats_only:
-            written.append(str(dump_writer.write_manifest(document, dump_writer.manifest_path(out), force)))
-        else:
-            written = dump_writer.write_dump(cap.tensors(), document, out, force)
-    pngs: list[str] = []
-    if png:
-        from inspectlab.render.feature_png import input_pictures, write_feature_pngs
-
-        shown = pictures if pictures is not None else input_pictures(inputs[0])
-        pngs = write_feature_pngs(cap.entries, shown, png, top_k, force)
-    return DumpResult(document, cap, written, pngs, estimate)
-
-
-def _objective_text(output: Any, target: int | None) -> str:
-    if target is None:
-        return "sum of the model's output"
-    pixels = " and pixels" if primary_output(output).dim() > 2 else ""
-    return f"logit of class {target}, summed over the batch{pixels}"

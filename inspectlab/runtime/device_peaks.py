@@ -8,13 +8,14 @@ The best of a few repeats is kept: these are what this machine attains, not its 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from inspectlab.core.io import cache_dir, write_atomic
 
 CACHE_FILE = "device_peaks.json"
 _REPEATS = 5
@@ -35,14 +36,6 @@ class DevicePeaks:
     def ridge(self) -> float:
         """Arithmetic intensity (FLOP/byte) where the roofline turns from memory- to compute-bound."""
         return self.flops_per_s / self.bytes_per_s
-
-
-def cache_dir() -> Path:
-    """Where inspectlab caches per-machine measurements."""
-    if os.environ.get("INSPECTLAB_CACHE_DIR"):
-        return Path(os.environ["INSPECTLAB_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "inspectlab"
 
 
 def device_name(device: str) -> str:
@@ -76,9 +69,7 @@ def device_peaks(device: str = "cpu", dtype: torch.dtype = torch.float32, refres
     cached[key] = asdict(peaks)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(cached, indent=2))
-        os.replace(temporary, path)
+        write_atomic(path, json.dumps(cached, indent=2), force=True)
     except OSError:
         pass  # a read-only home: measure again next time
     return peaks

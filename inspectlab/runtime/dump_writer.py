@@ -7,17 +7,16 @@ file is never replaced without `force`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.errors import InspectlabError
-from inspectlab.render.formats import check_writable, human_bytes, to_json, write_atomic
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import atomic_path, check_writable, write_atomic
+from inspectlab.render.formats import human_bytes, to_json
 
 if TYPE_CHECKING:
     import torch
@@ -80,31 +79,14 @@ def _number(value: torch.Tensor) -> float | None:
 # tensor files
 
 
-@contextlib.contextmanager
-def _atomic(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target`, renamed onto it when the block succeeds, removed when it fails."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a dump is an ordinary file
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], force: bool = False,
                   metadata: Mapping[str, str] | None = None) -> Path:
     """Write named tensors (moved to the CPU, made contiguous) in the format the suffix names."""
     import torch
 
     fmt = format_of(path)
-    target = check_writable(path, force)
     plain = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
-    with _atomic(target) as temporary:
+    with atomic_path(path, force) as temporary:
         if fmt == "safetensors":
             from safetensors.torch import save_file
 
@@ -118,7 +100,7 @@ def write_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[s
                 np.savez(stream, **arrays)
         else:
             torch.save(plain, temporary)
-    return target
+    return Path(path)
 
 
 def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -195,7 +177,7 @@ def check_size(estimate: int, max_bytes: int, folder: str | os.PathLike[str] | N
 def receptive_field_lookup(trace: Trace) -> tuple[dict[tuple[str, int, int], dict[str, Any]], list[str]]:
     """(module name, call number, output position) -> rf, rf_min, stride, padding, global (per input axis,
     input pixels), from inspectlab.analysis.receptive_field; and notes when the fields are not known."""
-    from inspectlab.analysis.receptive_field import field_rows, receptive_fields
+    from inspectlab.analysis.receptive_field import field_columns, field_rows, receptive_fields
 
     try:
         fields = receptive_fields(trace)
@@ -206,9 +188,9 @@ def receptive_field_lookup(trace: Trace) -> tuple[dict[tuple[str, int, int], dic
         call = trace.calls[row.call]
         if call.implicit:
             continue
-        whole = row.as_dict()
-        if whole["rf"] is not None:
-            lookup[(call.name, call.call, row.output)] = {key: whole[key] for key in RF_KEYS}
+        columns = field_columns(row.field)
+        if columns["rf"] is not None:
+            lookup[(call.name, call.call, row.output)] = {key: columns[key] for key in RF_KEYS}
     return lookup, []
 
 

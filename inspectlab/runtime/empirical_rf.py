@@ -1,4 +1,4 @@
-"""Receptive fields measured with autograd: the exact support, and the effective field (Luo et al. 2016).
+"""Receptive fields checked with autograd: the exact support of a unit, next to the analytic field.
 
 Exact support (`check_fields`). The gradient of one output unit with respect to the input is nonzero
 exactly on the pixels the unit depends on, provided nothing cancels or saturates. So it runs on a
@@ -23,8 +23,7 @@ blocks, ASPP image pooling), a second pass cuts global pooling (adaptive pooling
 sum / amax over both image axes) from the graph with `detach`, exactly the paths the analysis calls
 global; a global layer must in turn depend on every input pixel in the uncut pass.
 
-Effective field (`effective_field`): the model's own weights, mean |gradient| of the centre unit over
-random normal inputs, and the radii holding 50% and 90% of that mass.
+The effective field (model's own weights) is in effective_rf.py.
 """
 
 from __future__ import annotations
@@ -40,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from inspectlab.analysis.receptive_field import FieldInfo, FieldMap, FieldRow
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
+from inspectlab.runtime.row_outputs import row_tensor, run_with_hooks
 
 _IDENTITY = {
     "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
@@ -179,57 +178,6 @@ def linear_positive_copy(model: nn.Module, device: str = "cpu", dtype: torch.dty
     return clone
 
 
-class _Capture:
-    """Forward hooks keeping every module call's output tensors, keyed like the Trace: (name, nth call)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.outputs: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.handles = []
-        counts: dict[str, int] = {}
-        for name, module in model.named_modules():
-            def hook(module: nn.Module, args: Any, output: Any, name: str = name) -> None:
-                count = counts.get(name, 0)
-                counts[name] = count + 1
-                leaves, _ = tree_flatten(output)
-                self.outputs[(name, count)] = [t for t in leaves if isinstance(t, torch.Tensor)]
-
-            self.handles.append(module.register_forward_hook(hook))
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-def _run(model: nn.Module, inputs: Sequence[torch.Tensor], mode: TorchFunctionMode | None = None,
-         ) -> dict[tuple[str, int], list[torch.Tensor]]:
-    capture = _Capture(model)
-    try:
-        if mode is None:
-            model(*inputs)
-        else:
-            with mode:
-                model(*inputs)
-    finally:
-        capture.remove()
-    return capture.outputs
-
-
-def _row_tensor(outputs: dict[tuple[str, int], list[torch.Tensor]], fields: FieldMap, row: FieldRow,
-                ) -> torch.Tensor | None:
-    """The runtime tensor of a row: its call's output, or, for an implicit call (a module used through
-    another method, whose hooks never fire), the same tensor returned by a call that did run; None when
-    no call returns it (a tensor made by functional code in the parent's forward)."""
-    calls = fields.trace.calls
-    for call in [calls[row.call], *calls]:
-        if getattr(call, "implicit", False) or row.tensor not in call.outputs:
-            continue
-        tensors = outputs.get((call.name, call.call))
-        position = call.outputs.index(row.tensor)
-        if tensors is not None and position < len(tensors):
-            return tensors[position]
-    return None
-
-
 def chosen_unit(info: FieldInfo, input_size: Sequence[int], where: str = "centre") -> list[int | None]:
     """Per axis, the unit to measure. "centre": one with the largest field, whose field fits inside the input
     if one does, nearest to the centre of the tensor; "first" / "last": the first / last unit."""
@@ -322,7 +270,7 @@ def check_fields(model: nn.Module, fields: FieldMap, rows: Sequence[FieldRow], i
         cut = cut_needed and batch[0][1] != "global"
         x = torch.ones(tuple(inputs_shape), dtype=torch.float64, device=device, requires_grad=True)
         with torch.enable_grad():
-            outputs = _run(clone, [x], _Linearise(cut_global=cut))
+            outputs = run_with_hooks(clone, [x], _Linearise(cut_global=cut))
             for row, mode in batch:
                 results[(row.name, mode)] = _measure(outputs, fields, row, mode, x)
         del outputs
@@ -332,7 +280,7 @@ def check_fields(model: nn.Module, fields: FieldMap, rows: Sequence[FieldRow], i
 def _measure(outputs: dict[tuple[str, int], list[torch.Tensor]], fields: FieldMap, row: FieldRow, mode: str,
              x: torch.Tensor) -> EmpiricalRow:
     """Gradient of the row's chosen unit (all of the tensor for `global`) with respect to the input."""
-    tensor = _row_tensor(outputs, fields, row)
+    tensor = row_tensor(outputs, fields, row)
     input_size = fields.input_size
     unit = chosen_unit(row.field, input_size, mode) if mode != "global" else [None] * len(input_size)
     if tensor is None:
@@ -350,109 +298,3 @@ def _measure(outputs: dict[tuple[str, int], list[torch.Tensor]], fields: FieldMa
     if mode != "global":  # an axis folded away has no per-unit field to compare
         measured = [m if axis.table is not None else None for axis, m in zip(row.field.axes, measured, strict=True)]
     return EmpiricalRow(row.name, mode, unit, analytic, measured, fits)
-
-
-# ---------------------------------------------------------------------------------------------------
-# effective receptive field
-
-
-@dataclass
-class EffectiveField:
-    """Mean |gradient| of one unit over random inputs, per input pixel, and where its mass lies."""
-
-    name: str
-    unit: list[int | None]
-    heat: np.ndarray  # (H, W), summed over input channels, averaged over samples
-    center: tuple[float, float]  # centre of the unit's analytic field (input pixels, row, column)
-    box: tuple[tuple[float, float], tuple[float, float]] | None  # analytic field (rows, columns), unclipped
-    radius50: float
-    radius90: float
-    samples: int
-
-
-def mass_radius(heat: np.ndarray, center: Sequence[float], fraction: float) -> float:
-    """Smallest radius (Euclidean, in pixels, around `center`) of a disc holding `fraction` of the mass."""
-    rows, cols = np.indices(heat.shape)
-    distance = np.hypot(rows - center[0], cols - center[1]).ravel()
-    order = np.argsort(distance, kind="stable")
-    mass = np.cumsum(heat.ravel()[order])
-    if mass[-1] <= 0:
-        return math.nan
-    position = int(np.searchsorted(mass, fraction * mass[-1]))
-    return float(distance[order][min(position, len(order) - 1)])
-
-
-def effective_field(model: nn.Module, fields: FieldMap, row: FieldRow, inputs_shape: Sequence[int],
-                    samples: int = 16, seed: int = 0, device: str = "cpu", chunk: int = 4) -> EffectiveField:
-    """ERF of `row`'s centre unit (Luo et al., NeurIPS 2016) with the model's own weights, in eval mode on a
-    deep copy: mean over `samples` standard-normal inputs of |d unit / d input|, summed over channels."""
-    if samples < 1:
-        raise InspectlabError("--samples must be at least 1")
-    if len(fields.spatial_dims) != 2:
-        raise InspectlabError("--erf needs a 2-D image input (N×C×H×W)")
-    tabled = [a for a in row.field.axes if a.table is not None]
-    if len(tabled) != 2:
-        raise InspectlabError(f"--erf: {row.name} has no per-position field (global or flattened); pick a "
-                              "spatial layer with --erf-layer")
-    clone = copy.deepcopy(model).to(device).eval()
-    for param in clone.parameters():
-        param.requires_grad_(False)
-    unit = [int(a.table.shape[1] // 2) for a in row.field.axes]  # type: ignore[union-attr]
-    generator = torch.Generator().manual_seed(seed)
-    total = torch.zeros(tuple(fields.input_size), dtype=torch.float64)
-    done = 0
-    while done < samples:
-        count = min(chunk, samples - done)
-        shape = (count, *inputs_shape[1:])
-        x = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
-        with torch.enable_grad():
-            tensor = _row_tensor(_run(clone, [x]), fields, row)
-            if tensor is None:
-                raise InspectlabError(f"--erf: no module call returns the output of {row.name}; pick another "
-                                      "--erf-layer")
-            index: list[Any] = [slice(None)] * tensor.dim()
-            for axis, position in zip(row.field.axes, unit, strict=True):
-                index[axis.dim] = position  # type: ignore[index]
-            (grad,) = torch.autograd.grad(tensor[tuple(index)].sum(), x, allow_unused=True) or (None,)
-        if grad is not None:
-            dims = [d for d in range(grad.dim()) if d not in fields.spatial_dims]
-            total += grad.abs().sum(dim=dims).double().cpu()
-        done += count
-    heat = (total / samples).numpy()
-    spans = row.field.unit(unit)
-    box = (spans[0], spans[1]) if spans[0] is not None and spans[1] is not None else None
-    center = ((box[0][0] + box[0][1]) / 2, (box[1][0] + box[1][1]) / 2) if box else (
-        (heat.shape[0] - 1) / 2, (heat.shape[1] - 1) / 2)
-    return EffectiveField(row.name, unit, heat, center, box, mass_radius(heat, center, 0.5),
-                          mass_radius(heat, center, 0.9), samples)
-
-
-def load_weights(model: nn.Module, path: str) -> nn.Module:
-    """Load a state_dict file into `model` (torch.load with weights_only=True, or .safetensors); a dict
-    holding it under "state_dict" or "model" is unwrapped. Keys must match exactly."""
-    import os
-
-    if not os.path.isfile(path):
-        raise InspectlabError(f"no such weights file: {path}")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state: Any = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InspectlabError(f"cannot read weights from {path}: {type(exc).__name__}: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise InspectlabError(f"{path} holds a {type(state).__name__}, not a state_dict")
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise InspectlabError(f"{path} does not fit the model: {str(exc).splitlines()[0]}") from exc
-    if missing or unexpected:
-        raise InspectlabError(f"{path} does not fit the model: {len(missing)} missing keys (e.g. "
-                              f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
-    return model

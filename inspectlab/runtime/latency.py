@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import math
-import resource
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from inspectlab.errors import InspectlabError
-from inspectlab.inputs import DTYPES, Shape, example_inputs, torch_dtype
+from inspectlab.core.errors import InspectlabError
+from inspectlab.runtime.device_peaks import device_name as _name_of_device
+from inspectlab.runtime.memory import RssProbe
+from inspectlab.tracing.inputs import DTYPES
 
 Progress = Callable[[str, float], None]  # (what is running, fraction done in [0, 1])
 
@@ -204,82 +203,9 @@ def timed_loop(step: Callable[[], Any], clock: Clock, *, warmup: int, iters: int
             return samples
 
 
-# memory ------------------------------------------------------------------------------------------
-def _proc_status_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _max_rss_bytes() -> int:
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value if sys.platform == "darwin" else value * 1024
-
-
-class RssProbe:
-    """The increase of the process's peak resident set size from `start` to `stop` (CPU memory)."""
-
-    def start(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap pages back, for an honest baseline
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-            self.resettable = True
-        except OSError:
-            self.resettable = False
-        current = _proc_status_bytes("VmRSS")
-        self.baseline = current if self.resettable and current is not None else _max_rss_bytes()
-
-    def stop(self) -> tuple[int, str]:
-        if self.resettable:
-            peak = _proc_status_bytes("VmHWM") or _max_rss_bytes()
-            return max(0, peak - self.baseline), "CPU peak RSS increase (VmHWM reset via /proc/self/clear_refs)"
-        return (max(0, _max_rss_bytes() - self.baseline),
-                "CPU peak RSS increase from ru_maxrss (lifetime peak: hides an increase below an earlier peak)")
-
-
-def free_memory(device: torch.device) -> int | None:
-    """Bytes the device can still give: CUDA free + cached-but-unused; CPU MemAvailable. None if unknown."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_fits(needed: int, device: torch.device, what: str, already_there: int = 0) -> None:
-    """Refuse (InspectlabError) when `needed` bytes exceed the device's free memory (+ `already_there`)."""
-    from inspectlab.render.formats import human_bytes
-
-    free = free_memory(device)
-    if free is None:
-        return
-    if needed > free + already_there:
-        raise InspectlabError(
-            f"{what} needs about {human_bytes(needed)} (estimated peak) but {device} has "
-            f"{human_bytes(free + already_there)} free; use --force to run anyway"
-        )
-
-
 # model and inputs -------------------------------------------------------------------------------
-def _model_dtype(model: nn.Module) -> str:
+def model_dtype(model: nn.Module) -> str:
+    """The name of the model's first floating-point parameter dtype (float32 when it has none)."""
     for tensor in model.parameters():
         if tensor.is_floating_point():
             name = str(tensor.dtype).removeprefix("torch.")
@@ -287,21 +213,11 @@ def _model_dtype(model: nn.Module) -> str:
     return "float32"
 
 
-def _bytes_on(model: nn.Module, device: torch.device) -> int:
-    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}.values()
-    return sum(t.numel() * t.element_size() for t in tensors if t.device == device)
-
-
-def prepare_model(model_or_name: nn.Module | str, args: Mapping[str, Any] | None, device: torch.device,
-                  cast_to: torch.dtype | None, channels_last: bool, notes: list[str]) -> nn.Module:
-    """The model to time, on `device`, in eval mode, cast and/or channels-last. A user's module is copied
-    before anything about it changes (it is never modified)."""
-    if isinstance(model_or_name, str):
-        from inspectlab.models.registry import build_model
-
-        model = build_model(model_or_name, args, str(device))
-    else:
-        model = model_or_name
+def prepare_model(model: nn.Module, device: torch.device, cast_to: torch.dtype | None, channels_last: bool,
+                  notes: list[str], owned: bool) -> nn.Module:
+    """The model to time, on `device`, in eval mode, cast and/or channels-last. A module the caller does not
+    own (the user's) is copied before anything about it changes: it is never modified."""
+    if not owned:
         moves = any(t.device != device for t in (*model.parameters(), *model.buffers()))
         casts = cast_to is not None and any(p.is_floating_point() and p.dtype != cast_to for p in model.parameters())
         if model.training or moves or casts or channels_last:
@@ -313,18 +229,6 @@ def prepare_model(model_or_name: nn.Module | str, args: Mapping[str, Any] | None
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def batched(shapes: Sequence[Shape], batch: int | None) -> list[Shape]:
-    """The input shapes with their first dimension replaced by `batch` (unchanged when None)."""
-    return [tuple(shape) if batch is None else (batch, *shape[1:]) for shape in shapes]
-
-
-def _make_inputs(shapes: Sequence[Shape], dtype: str, device: torch.device, channels_last: bool) -> list[torch.Tensor]:
-    inputs = example_inputs(shapes, dtype, str(device))
-    if channels_last:
-        inputs = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs]
-    return inputs
 
 
 def _graph_replay(forward: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
@@ -362,7 +266,7 @@ def run_settings(threads: int | None, cudnn_benchmark: bool | None) -> Iterator[
         torch.backends.cudnn.benchmark = saved_benchmark
 
 
-def _validate(device: torch.device, precision: str, iters: int | None, min_time: float | None, warmup: int,
+def validate(device: torch.device, precision: str, iters: int | None, min_time: float | None, warmup: int,
               cuda_graph: bool, compile_backend: str | None, per_layer: bool, batches: Sequence[int] | None,
               threads: int | None) -> None:
     if device.type not in ("cpu", "cuda"):
@@ -391,111 +295,28 @@ def _validate(device: torch.device, precision: str, iters: int | None, min_time:
         raise InspectlabError("--per-layer times eager modules: it does not combine with --compile or --cuda-graph")
 
 
-# the measurement ----------------------------------------------------------------------------------
-def measure(model_or_name: nn.Module | str, input_size: Sequence[int] | Sequence[Sequence[int]] | None = None, *,
-            args: Mapping[str, Any] | None = None, batches: Sequence[int] | None = None, device: str = "cpu",
-            dtype: str = "float32", precision: str = "cast", warmup: int = 5, iters: int | None = None,
-            min_time: float | None = None, channels_last: bool = False, compile: bool | str = False,
-            threads: int | None = None, cudnn_benchmark: bool = True, cuda_graph: bool = False,
-            per_layer: bool = False, depth: int = 1, force: bool = False,
-            progress: Progress | None = None) -> LatencyReport:
-    """Time a model's forward for each batch size; see the module docstring for the method."""
-    from inspectlab import api
-    from inspectlab.analysis.memory import estimate_memory
-
-    try:
-        target = torch.device(device)
-    except RuntimeError:
-        raise InspectlabError(f"--device {device}: latency runs on cpu or cuda") from None
-    if target.type == "cuda" and target.index is None and torch.cuda.is_available():
-        target = torch.device("cuda", torch.cuda.current_device())
-    backend = ("inductor" if compile is True else compile) or None
-    _validate(target, precision, iters, min_time, warmup, cuda_graph, backend, per_layer, batches, threads)
-    kind = torch_dtype(dtype)
-    dtype_name = str(kind).removeprefix("torch.")
-    low_precision = kind != torch.float32
-    mode = precision if low_precision else "none"
-    cast_to = kind if mode == "cast" else None
-    notes: list[str] = []
-
-    # the Trace (meta device) of each batch: memory estimate, fit check, per-layer FLOPs and bytes
-    shapes = api.input_shapes(model_or_name, input_size)
-    sizes = list(batches) if batches else [shapes[0][0]]
-    trace_dtype = "float32" if isinstance(model_or_name, str) else _model_dtype(model_or_name)
-    scale = kind.itemsize / torch_dtype(trace_dtype).itemsize if cast_to else 1.0
-    shapes_of = {size: batched(shapes, size if batches else None) for size in sizes}
-    traces, estimates = {}, {}
-    for size in sizes:
-        traces[size] = api.trace(model_or_name, shapes_of[size], args=args, dtype=trace_dtype)
-        estimates[size] = estimate_memory(traces[size])
-    already = 0 if isinstance(model_or_name, str) else _bytes_on(model_or_name, target)
-    label = model_or_name if isinstance(model_or_name, str) else type(model_or_name).__name__
-    if not force:
-        for size in sizes:
-            check_fits(round(estimates[size].peak_bytes * scale), target, f"{label} at batch {size}", already)
-    if mode == "autocast":
-        notes.append("under autocast the memory estimate and per-layer bytes are those of the float32 trace")
-
-    model = prepare_model(model_or_name, args, target, cast_to, channels_last, notes)
-    runnable: Any = torch.compile(model, backend=backend) if backend else model
-    input_dtype = dtype_name if cast_to is not None else trace_dtype
-    clock = Clock(target)
-    results = []
-    with run_settings(threads, cudnn_benchmark if target.type == "cuda" else None):
-        conditions = RunConditions(
-            model=label, device=str(target), device_name=_device_name(target), torch_version=torch.__version__,
-            threads=torch.get_num_threads(), dtype=dtype_name, precision=mode,
-            memory_format="channels_last" if channels_last else "contiguous", compile=backend,
-            cuda_graph=cuda_graph, cudnn_benchmark=torch.backends.cudnn.benchmark if target.type == "cuda" else None,
-            timer=clock.name + (" (CUDA graph replay)" if cuda_graph else ""), warmup=warmup, iters=iters,
-            min_time=min_time if iters is not None or min_time is not None else DEFAULT_MIN_TIME,
-        )
-        amp = (lambda: torch.autocast(target.type, dtype=kind, cache_enabled=not cuda_graph)) if mode == "autocast" \
-            else contextlib.nullcontext
-        for size in sizes:
-            inputs = _make_inputs(shapes_of[size], input_dtype, target, channels_last)
-            estimate = estimates[size]
-            with torch.inference_mode(), amp():
-                probe = RssProbe() if target.type == "cpu" else None
-                if probe:
-                    probe.start()
-
-                def forward(inputs: list[torch.Tensor] = inputs) -> Any:
-                    return runnable(*inputs)
-
-                step = _graph_replay(forward, target) if cuda_graph else forward
-                samples = timed_loop(step, clock, warmup=warmup, iters=iters, min_time=min_time, progress=progress,
-                                     label=f"batch {size}",
-                                     before_timing=(lambda: torch.cuda.reset_peak_memory_stats(target))
-                                     if target.type == "cuda" else None)
-                if probe:
-                    peak, method = probe.stop()
-                    reserved = None
-                else:
-                    peak = torch.cuda.max_memory_allocated(target)
-                    reserved = torch.cuda.max_memory_reserved(target)
-                    method = "CUDA peak allocated / reserved during the timed iterations (peak stats reset first)"
-                stats = summarize(samples, size)
-                breakdown = None
-                if per_layer:
-                    from inspectlab.runtime.per_layer import per_layer_breakdown
-
-                    breakdown = per_layer_breakdown(
-                        model, inputs, traces[size], depth=depth, clock=clock, compute_dtype=kind,
-                        warmup=min(warmup, 3), iters=iters, min_time=min_time,
-                        bytes_scale=scale, progress=progress, label=f"batch {size} per-layer",
-                    )
-            memory = MemoryUse(
-                peak_bytes=peak, reserved_bytes=reserved, method=method,
-                estimated_peak_bytes=round(estimate.peak_bytes * scale),
-                estimated_activation_bytes=round((estimate.peak_activation_bytes - estimate.input_bytes) * scale),
-            )
-            results.append(BatchResult(size, [list(s) for s in shapes_of[size]], stats, memory, samples, breakdown))
-            del inputs
-    return LatencyReport(conditions, results, notes)
 
 
-def _device_name(device: torch.device) -> str:
-    from inspectlab.runtime.device_peaks import device_name
+def timed_forward(forward: Callable[[], Any], clock: Clock, *, warmup: int, iters: int | None,
+                  min_time: float | None, cuda_graph: bool, progress: Progress | None, label: str
+                  ) -> tuple[list[int], int, int | None, str]:
+    """Time `forward` (run inside the caller's inference/autocast context; captured as a CUDA graph and
+    replayed with `cuda_graph`): (samples in ns, peak bytes, reserved bytes or None, how memory was measured)."""
+    device = clock.device
+    probe = RssProbe() if device.type == "cpu" else None
+    if probe:
+        probe.start()
+    step = _graph_replay(forward, device) if cuda_graph else forward
+    samples = timed_loop(step, clock, warmup=warmup, iters=iters, min_time=min_time, progress=progress, label=label,
+                         before_timing=(lambda: torch.cuda.reset_peak_memory_stats(device))
+                         if device.type == "cuda" else None)
+    if probe:
+        peak, method = probe.stop()
+        return samples, peak, None, method
+    return (samples, torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device),
+            "CUDA peak allocated / reserved during the timed iterations (peak stats reset first)")
 
-    return device_name(str(device))
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's name."""
+    return _name_of_device(str(device))

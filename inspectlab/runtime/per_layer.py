@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from inspectlab.analysis.costs import op_cost
 from inspectlab.runtime.device_peaks import DevicePeaks, device_peaks
 from inspectlab.runtime.latency import Clock, Progress, percentile, timed_loop
 from inspectlab.tracing.records import OpRecord, Trace
@@ -160,8 +161,6 @@ def op_bytes(op: OpRecord, trace: Trace) -> int:
 
 def call_costs(trace: Trace) -> dict[str, tuple[int, int]]:
     """Per module call label: (FLOPs = 2 x MACs + other FLOPs, bytes read + written) of its forward ops."""
-    from inspectlab.analysis.costs import op_cost
-
     costs = {}
     for call in trace.calls:
         flops = moved = 0

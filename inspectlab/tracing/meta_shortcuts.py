@@ -8,6 +8,9 @@ shortcut returns NotImplemented for any case it does not cover (broadcasting ove
 promotion, unusual layouts), and torch then runs as usual. `tests/test_meta_shortcuts.py` compares each
 answer with torch's own result on real tensors; `tests/test_trace.py` checks that a meta trace records the
 same ops, shapes, dtypes and aliasing as a real run.
+
+`SHORTCUTS` holds each shortcut by op packet, for the overloads it covers: the recorder asks
+`SHORTCUTS.lookup("aten.add", "Tensor")`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from typing import Any
 
 import torch
 
+from inspectlab.core.op_registry import OpRegistry
+
 Shortcut = Callable[..., Any]
+SHORTCUTS: OpRegistry[Shortcut] = OpRegistry("meta shortcuts")
 
 
 def _empty_like(x: torch.Tensor) -> torch.Tensor:
@@ -34,20 +40,27 @@ def _batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None, training: bo
     return _empty_like(x), *stats
 
 
+@SHORTCUTS.register("aten.native_batch_norm", overloads=("default",))
 def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, *args: Any,
                        **kwargs: Any) -> Any:
     return _batch_norm(x, mean, bool(kwargs.get("training", *args[:1])))
 
 
+@SHORTCUTS.register("aten._native_batch_norm_legit_no_training", overloads=("default",))
 def _batch_norm_no_training(x: torch.Tensor, weight: Any, bias: Any, mean: Any, *args: Any, **kwargs: Any) -> Any:
     return _batch_norm(x, mean, False)
 
 
+@SHORTCUTS.register("aten.relu_", "aten.hardtanh_", "aten.hardswish_", "aten.hardsigmoid_", "aten.sigmoid_",
+                    "aten.tanh_", "aten.silu_", "aten.leaky_relu_", "aten.elu_", overloads=("default",))
 def _in_place(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """An in-place activation returns its input."""
     return x
 
 
+@SHORTCUTS.register("aten.add", "aten.sub", "aten.mul", "aten.div", "aten.rsub", overloads=("Tensor", "Scalar"))
+@SHORTCUTS.register("aten.relu", "aten.hardtanh", "aten.hardswish", "aten.hardsigmoid", "aten.sigmoid", "aten.tanh",
+                    "aten.silu", "aten.leaky_relu", "aten.elu", "aten.clamp", "aten.gelu", overloads=("default",))
 def _elementwise(*args: Any, **kwargs: Any) -> Any:
     """A unary or binary elementwise op on floating tensors of one dtype, other arguments Python numbers:
     tensors of one shape and strides give a tensor like the first; contiguous tensors of broadcastable
@@ -72,6 +85,7 @@ def _elementwise(*args: Any, **kwargs: Any) -> Any:
     return NotImplemented
 
 
+@SHORTCUTS.register("aten.cat", overloads=("default",))
 def _cat(tensors: Any, dim: int = 0) -> Any:
     """torch.cat of contiguous (or of channels-last) floating tensors of one dtype and rank, equal but
     for `dim`."""
@@ -93,6 +107,7 @@ def _cat(tensors: Any, dim: int = 0) -> Any:
     return NotImplemented
 
 
+@SHORTCUTS.register("aten.addmm", overloads=("default",))
 def _addmm(bias: torch.Tensor, mat1: torch.Tensor, mat2: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     """bias + mat1 @ mat2 (a linear layer) for floating matrices of one dtype: an n×m contiguous tensor."""
     if mat1.dim() != 2 or mat2.dim() != 2 or mat1.shape[1] != mat2.shape[0] or not mat1.is_floating_point():
@@ -106,6 +121,7 @@ def _addmm(bias: torch.Tensor, mat1: torch.Tensor, mat2: torch.Tensor, *args: An
     return torch.empty((mat1.shape[0], mat2.shape[1]), dtype=mat1.dtype, device=mat1.device)
 
 
+@SHORTCUTS.register("aten.mean", overloads=("dim",))
 def _mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Any:
     """mean over `dim` of a contiguous floating tensor: a contiguous tensor without (or with size-1) dims."""
     if not x.is_floating_point() or not x.is_contiguous() or dim is None or x.dim() == 0 or len(dim) == 0:
@@ -115,6 +131,7 @@ def _mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any
     return torch.empty(shape, dtype=dtype or x.dtype, device=x.device)
 
 
+@SHORTCUTS.register("aten.upsample_bilinear2d", "aten.upsample_nearest2d", overloads=("default",))
 def _upsample(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> Any:
     """upsample_{nearest,bilinear}2d with an explicit output size: N×C×H'×W', in the input's layout
     (contiguous or channels-last)."""
@@ -127,27 +144,6 @@ def _upsample(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> A
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     layout = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout)
-
-
-_ELEMENTWISE = (
-    "add.Tensor", "sub.Tensor", "mul.Tensor", "div.Tensor", "add.Scalar", "sub.Scalar", "mul.Scalar", "div.Scalar",
-    "rsub.Scalar", "rsub.Tensor", "relu.default", "hardtanh.default", "hardswish.default", "hardsigmoid.default",
-    "sigmoid.default", "tanh.default", "silu.default", "leaky_relu.default", "elu.default", "clamp.default",
-    "gelu.default",
-)
-_IN_PLACE = ("relu", "hardtanh", "hardswish", "hardsigmoid", "sigmoid", "tanh", "silu", "leaky_relu", "elu")
-
-SHORTCUTS: dict[str, Shortcut] = {
-    "aten.native_batch_norm.default": _native_batch_norm,
-    "aten._native_batch_norm_legit_no_training.default": _batch_norm_no_training,
-    "aten.upsample_bilinear2d.default": _upsample,
-    "aten.upsample_nearest2d.default": _upsample,
-    "aten.cat.default": _cat,
-    "aten.mean.dim": _mean,
-    "aten.addmm.default": _addmm,
-    **{f"aten.{name}": _elementwise for name in _ELEMENTWISE},
-    **{f"aten.{name}_.default": _in_place for name in _IN_PLACE},
-}
 
 
 def on_meta(args: Any) -> bool:

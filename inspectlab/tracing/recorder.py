@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 from inspectlab.tracing.implicit_calls import add_implicit_calls
 from inspectlab.tracing.meta_shortcuts import SHORTCUTS, on_meta
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
@@ -69,7 +69,7 @@ class _OpPlan:
                         if argument.alias_info is not None and argument.alias_info.is_write]
         self.return_sources = [_aliased_argument(schema, result.alias_info) if result.alias_info is not None else None
                                for result in schema.returns]
-        self.shortcut = SHORTCUTS.get(self.name)
+        self.shortcut = SHORTCUTS.lookup(*self.name.rsplit(".", 1))  # ("aten.add", "Tensor")
 
 
 _PLANS: dict[Any, _OpPlan] = {}
@@ -301,15 +301,26 @@ def _state_on(model: nn.Module, device: str, dtype: torch.dtype | None = None) -
     return state
 
 
-def module_nodes(model: nn.Module) -> dict[str, ModuleNode]:
-    """The module tree with each module's own parameters and buffers."""
+def module_nodes(model: nn.Module, param_ids: Mapping[str, int] | None = None) -> dict[str, ModuleNode]:
+    """The module tree with each module's own parameters and buffers, and its children's tree names.
+
+    `param_ids` (full parameter name -> tensor id, any of a shared tensor's names) gives each parameter
+    the identity of its tensor.
+    """
+    param_ids = param_ids or {}
+    named = list(model.named_modules())
+    tree_names = {module: name for name, module in named}
     nodes = {}
-    for name, module in model.named_modules():
+    for name, module in named:
+        own = dict(module.named_parameters(recurse=False))
+        prefix = f"{name}." if name else ""
         nodes[name] = ModuleNode(
             name=name, type=type(module).__name__, depth=0 if not name else name.count(".") + 1,
-            params={n: (tuple(p.shape), p.numel(), p.requires_grad) for n, p in module.named_parameters(recurse=False)},
+            params={n: (tuple(p.shape), p.numel(), p.requires_grad) for n, p in own.items()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers(recurse=False)},
             is_leaf=next(module.children(), None) is None,
+            param_ids={n: param_ids[prefix + n] for n in own if prefix + n in param_ids},
+            children=tuple(tree_names[child] for child in module.children()),
         )
     return nodes
 
@@ -337,7 +348,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         builder.leave(output)
 
     state = _state_on(model, device, dtype)
-    _register_state(builder, model, state)
+    param_ids = _register_state(builder, model, state)
     input_ids = builder.ids_in(args, kwargs)
     for tensor_id in input_ids:
         builder.tensors[tensor_id].kind = "input"
@@ -358,7 +369,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     finally:
         for handle in handles:
             handle.remove()
-    modules = module_nodes(model)
+    modules = module_nodes(model, param_ids)
     calls = add_implicit_calls(builder.calls, builder.ops, builder.tensors, modules, output_ids)
     return Trace(
         model_type=type(model).__name__, device=device, modules=modules, calls=calls,
@@ -366,16 +377,21 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     )
 
 
-def _register_state(builder: _TraceBuilder, model: nn.Module, state: Mapping[str, torch.Tensor] | None) -> None:
-    """Register parameters (kind "param") and buffers once each, under their first name."""
+def _register_state(builder: _TraceBuilder, model: nn.Module, state: Mapping[str, torch.Tensor] | None,
+                    ) -> dict[str, int]:
+    """Register parameters (kind "param") and buffers once each, under their first name; return every
+    parameter name (shared tensors under each of their names) -> its tensor id."""
+    param_ids: dict[str, int] = {}
     for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
                         ("buffer", model.named_buffers(remove_duplicate=False))):
         for name, original in named:
             tensor = state[name] if state is not None else original
-            if builder.known(tensor):
-                continue
-            tensor_id = builder.register(tensor, kind, name=name)
-            builder.tensors[tensor_id].requires_grad = original.requires_grad
+            if not builder.known(tensor):
+                tensor_id = builder.register(tensor, kind, name=name)
+                builder.tensors[tensor_id].requires_grad = original.requires_grad
+            if kind == "param":
+                param_ids[name] = builder.id_of(tensor)
+    return param_ids
 
 
 def _run_backward(builder: _TraceBuilder, output: Any) -> None:

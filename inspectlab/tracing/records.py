@@ -91,7 +91,12 @@ class ModuleCall:
 
 @dataclass
 class ModuleNode:
-    """A module of the tree: its own parameters by name (shape, count, trainable) and its buffers."""
+    """A module of the tree: its own parameters by name (shape, count, trainable) and its buffers.
+
+    `param_ids` names the tensor behind each own parameter (its TensorInfo id): a weight shared by two
+    modules has one id. `children` are the tree names of its direct submodules, a shared one under the
+    name it has in the tree (None: unknown, the names below this one's are its children).
+    """
 
     name: str
     type: str
@@ -99,6 +104,8 @@ class ModuleNode:
     params: dict[str, tuple[Shape, int, bool]]  # name -> (shape, numel, requires_grad), own only
     buffers: dict[str, Shape]
     is_leaf: bool
+    param_ids: dict[str, int] = field(default_factory=dict)  # own parameter name -> tensor id
+    children: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspectlab.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,15 +24,6 @@ class ImageBatch:
     tensor: torch.Tensor
     pictures: np.ndarray
     paths: list[str]
-
-
-def parse_floats(text: str, option: str) -> tuple[float, ...]:
-    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise InspectlabError(f"malformed {option} {text!r}: give numbers such as 0.485,0.456,0.406") from None
-    return values
 
 
 def load_images(paths: Sequence[str], size: tuple[int, int], channels: int = 3,

@@ -1,0 +1,66 @@
+"""The receptive-field rule registry and the helpers every rule module shares: `RULES` maps an aten op
+packet to its rule, (walk, op) -> one FieldInfo per output tensor. The rules themselves live in
+rf_windows.py (windowed and indexing ops), rf_layout.py (shape and order ops) and rf_mixing.py
+(elementwise, copies, reductions, products); rf_rules.py gathers them. See receptive_field.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, gather
+from inspectlab.core.op_registry import OpRegistry
+from inspectlab.tracing.records import OpRecord
+
+
+class WalkView(Protocol):
+    """What a rule reads of the walk over the trace (receptive_field.Walk): shapes, fields so far, the
+    main input of an op, and the union of several inputs' fields. Structural, so that the rule modules
+    need not import receptive_field.py (which imports them)."""
+
+    def shape(self, tensor_id: int) -> tuple[int, ...]: ...
+
+    def field(self, tensor_id: int | None) -> FieldInfo: ...
+
+    def main(self, op: OpRecord) -> int: ...
+
+    def others_global(self, op: OpRecord, main: int) -> bool: ...
+
+    def merge(self, op: OpRecord, parts: Sequence[tuple[FieldInfo, dict[int, int]]], out_shape: Sequence[int],
+              ) -> FieldInfo: ...
+
+
+Rule = Callable[[WalkView, OpRecord], list[FieldInfo]]
+RULES: OpRegistry[Rule] = OpRegistry("receptive-field rules")  # each rule is registered beside its definition
+
+
+def ints(value: Any, count: int, default: int) -> list[int]:
+    """An int-or-list op argument (stride, padding, dims) as `count` ints; `default` when absent."""
+    if value is None or value == []:
+        return [default] * count
+    if isinstance(value, int):
+        return [value] * count
+    values = list(value)
+    return values * count if len(values) == 1 else values
+
+
+def index_map(walk: WalkView, op: OpRecord,
+              per_dim: Callable[[int, int, int], tuple[np.ndarray, Fraction] | None],
+              main: int | None = None, out: int = 0) -> FieldInfo:
+    """Apply a per-dim index map: per_dim(dim, n_in, n_out) -> (taps (n_out,) or (n_out, k), jump factor)."""
+    main = walk.main(op) if main is None else main
+    info = walk.field(main)
+    in_shape, out_shape = walk.shape(main), walk.shape(op.outputs[out])
+    axes = []
+    for axis in info.axes:
+        mapped = per_dim(axis.dim, in_shape[axis.dim], out_shape[axis.dim]) if (
+            axis.tabled and axis.dim is not None) else None
+        if mapped is None:
+            axes.append(axis)
+        else:
+            taps, factor = mapped
+            axes.append(AxisField(axis.dim, axis.jump * factor, gather(axis, taps)))
+    return FieldInfo(tuple(axes), info.is_global)

@@ -1,0 +1,246 @@
+"""Receptive-field rules of windowed and indexing ops along image axes: convolution, pooling (fixed and
+adaptive), interpolation, padding, slicing, flipping and pixel (un)shuffle, each the exact index map of the op."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from inspectlab.analysis.rf_base import RULES, WalkView, index_map, ints
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, gather
+from inspectlab.tracing.records import OpRecord
+
+
+def _window_op(walk: WalkView, op: OpRecord, kernel: Sequence[int], stride: Sequence[int],
+               padding: Sequence[int], dilation: Sequence[int], transposed: bool = False) -> FieldInfo:
+    """Convolution / pooling over the last len(kernel) dims of the main input."""
+    main = walk.main(op)
+    info = walk.field(main)
+    rank = len(walk.shape(main))
+    out_shape = walk.shape(op.outputs[0])
+    first = rank - len(kernel)
+    axes = []
+    for axis in info.axes:
+        if axis.dim is None or axis.dim < first or not axis.tabled:
+            axes.append(axis)
+            continue
+        i = axis.dim - first
+        k, s, p, d = kernel[i], stride[i], padding[i], dilation[i]
+        n_out = out_shape[axis.dim]
+        units = np.arange(n_out)[:, None]
+        t = np.arange(k)[None, :]
+        if not transposed:
+            table = gather(axis, units * s - p + t * d)
+            jump = axis.jump * s
+        else:  # output o receives input i where o = i*s - p + t*d
+            numerator = units + p - t * d
+            mask = numerator % s == 0
+            table = gather(axis, np.where(mask, numerator // s, 0), mask)
+            jump = axis.jump / s
+        axes.append(AxisField(axis.dim, jump, table))
+    return FieldInfo(tuple(axes), info.is_global or walk.others_global(op, main))
+
+
+@RULES.register("aten.convolution", "aten._convolution", "aten.convolution_overrideable")
+def _convolution(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    weight = op.tensor_args.get("weight")
+    if not isinstance(weight, int):
+        raise NoRule("no weight tensor")
+    kernel = list(walk.shape(weight)[2:])
+    count = len(kernel)
+    result = _window_op(
+        walk, op, kernel, ints(op.args.get("stride"), count, 1), ints(op.args.get("padding"), count, 0),
+        ints(op.args.get("dilation"), count, 1), transposed=bool(op.args.get("transposed", False)),
+    )
+    return [result] * len(op.outputs)
+
+
+@RULES.register(*(f"aten.{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)),
+                *(f"aten.max_pool{n}d_with_indices" for n in (1, 2, 3)))
+def _pool(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    kernel = list(op.args["kernel_size"])
+    count = len(kernel)
+    stride = ints(op.args.get("stride"), count, 0)
+    stride = [s or k for s, k in zip(stride, kernel, strict=True)]
+    result = _window_op(walk, op, kernel, stride, ints(op.args.get("padding"), count, 0),
+                        ints(op.args.get("dilation"), count, 1))
+    return [result] * len(op.outputs)  # max pool's indices depend on the same window
+
+
+@RULES.register(*(f"aten.adaptive_{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)),
+                "aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d")
+def _adaptive_pool(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    """Adaptive pooling: unit o averages input [floor(o·n/m), ceil((o+1)·n/m)); to size 1 it is global."""
+    main = walk.main(op)
+    info = walk.field(main)
+    out_shape = walk.shape(op.outputs[0])
+    count = len(op.args["output_size"])
+    first = len(walk.shape(main)) - count
+    axes, is_global = [], info.is_global
+    for axis in info.axes:
+        if axis.dim is None or axis.dim < first or not axis.tabled:
+            axes.append(axis)
+            continue
+        n, m = walk.shape(main)[axis.dim], out_shape[axis.dim]
+        if m == 1:
+            axes.append(axis.folded(axis.dim))
+            is_global = True
+            continue
+        starts = (np.arange(m) * n) // m
+        ends = -((-(np.arange(m) + 1) * n) // m)
+        width = int((ends - starts).max())
+        taps = starts[:, None] + np.arange(width)[None, :]
+        axes.append(AxisField(axis.dim, axis.jump * Fraction(n, m), gather(axis, taps, taps < ends[:, None])))
+    return [FieldInfo(tuple(axes), is_global)] * len(op.outputs)
+
+
+_SCALE_NAMES = {1: ("scales",), 2: ("scales_h", "scales_w"), 3: ("scales_d", "scales_h", "scales_w")}
+
+
+@RULES.register(
+    "aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d", "aten._upsample_nearest_exact1d",
+    "aten._upsample_nearest_exact2d", "aten._upsample_nearest_exact3d", "aten.upsample_linear1d",
+    "aten.upsample_bilinear2d", "aten.upsample_trilinear3d", "aten.upsample_bicubic2d", "aten._upsample_bilinear2d_aa",
+    "aten._upsample_bicubic2d_aa",
+)
+def _interpolate(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    """Interpolation (nearest, bilinear, bicubic, ...): the taps torch's own kernel reads for each output
+    unit (found by running the op on one-hot inputs), so clamping at the borders and taps of weight 0
+    are exactly torch's; the stride scales by the op's coordinate scale."""
+    main = walk.main(op)
+    info = walk.field(main)
+    in_shape, out_shape = walk.shape(main), walk.shape(op.outputs[0])
+    count = len(in_shape) - 2
+    align = op.args.get("align_corners")
+    scales = op.args.get("scale_factors")
+    if scales is None:
+        scales = [op.args.get(name) for name in _SCALE_NAMES.get(count, ())]
+    scales = list(scales) if scales else [None] * count
+    axes = []
+    for axis in info.axes:
+        if axis.dim is None or axis.dim < 2 or not axis.tabled:
+            axes.append(axis)
+            continue
+        i = axis.dim - 2
+        n_in, n_out = in_shape[axis.dim], out_shape[axis.dim]
+        support = _interpolation_support(op.packet, count, i, n_in, n_out, align, scales[i])
+        width = max(int(support.sum(1).max()), 1)
+        order = np.argsort(~support, axis=1, kind="stable")[:, :width]
+        mask = np.take_along_axis(support, order, axis=1)
+        axes.append(AxisField(axis.dim, axis.jump * _coordinate_scale(n_in, n_out, align, scales[i]),
+                              gather(axis, order, mask)))
+    return [FieldInfo(tuple(axes), info.is_global)] * len(op.outputs)
+
+
+def _coordinate_scale(n_in: int, n_out: int, align: bool | None, scale: float | None) -> Fraction:
+    """Input units per output unit, as torch maps coordinates (area_pixel_compute_scale)."""
+    if align:
+        return Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
+    if scale:
+        return 1 / Fraction(scale).limit_denominator(1 << 20)
+    return Fraction(n_in, n_out)
+
+
+@lru_cache(maxsize=256)
+def _interpolation_support(packet: str, count: int, axis: int, n_in: int, n_out: int, align: bool | None,
+                           scale: float | None) -> np.ndarray:
+    """(n_out, n_in) booleans: which input units each output unit reads along `axis` (nonzero weight)."""
+    import torch
+
+    overload = getattr(torch.ops.aten, packet.split(".", 1)[1]).default
+    # the other axes: size 2 resized to 2, an identity (the antialiased kernels misbehave at size 1)
+    shape = [n_in if d == axis else 1 for d in range(count)]
+    one_hot = torch.eye(n_in, dtype=torch.float64).reshape(1, n_in, *shape)
+    one_hot = one_hot.expand(1, n_in, *[n_in if d == axis else 2 for d in range(count)]).contiguous()
+    kwargs: dict[str, Any] = {}
+    names = [a.name for a in overload._schema.arguments]
+    if "align_corners" in names:
+        kwargs["align_corners"] = bool(align)
+    for d, name in enumerate(_SCALE_NAMES.get(count, ())):
+        if name in names:
+            kwargs[name] = scale if d == axis else None
+    out = overload(one_hot, [n_out if d == axis else 2 for d in range(count)], **kwargs)
+    out = out[(0, slice(None), *[slice(None) if d == axis else 0 for d in range(count)])]
+    return (out != 0).T.numpy()
+
+
+
+def _pad_pairs(pads: Sequence[int], rank: int) -> dict[int, int]:
+    """F.pad order (last dim first, before/after pairs) -> {dim: padding before}."""
+    return {rank - 1 - i: int(pads[2 * i]) for i in range(len(pads) // 2)}
+
+
+@RULES.register(*(f"aten.{kind}_pad{n}d" for kind in ("reflection", "replication") for n in (1, 2, 3)),
+                "aten.constant_pad_nd")
+def _pad(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    """Constant padding adds virtual units (unclipped coordinates, like a conv's padding); reflection and
+    replication read real units."""
+    main = walk.main(op)
+    before = _pad_pairs(op.args.get("pad") or op.args.get("padding") or [], len(walk.shape(main)))
+    mode = "reflect" if "reflection" in op.packet else "replicate" if "replication" in op.packet else "constant"
+
+    def per_dim(dim: int, n_in: int, n_out: int) -> tuple[np.ndarray, Fraction] | None:
+        if dim not in before:
+            return None
+        source = np.arange(n_out) - before[dim]
+        if mode == "reflect":
+            period = 2 * (n_in - 1) if n_in > 1 else 1
+            source = np.abs(source) % period
+            source = np.where(source >= n_in, period - source, source)
+        elif mode == "replicate":
+            source = np.clip(source, 0, n_in - 1)
+        return source, Fraction(1)
+
+    return [index_map(walk, op, per_dim)] * len(op.outputs)
+
+
+@RULES.register("aten.slice", "aten.narrow")
+def _slice(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    main = walk.main(op)
+    rank = len(walk.shape(main))
+    target = op.args.get("dim", 0) % rank
+    start, step = op.args.get("start"), op.args.get("step") or 1
+
+    def per_dim(dim: int, n_in: int, n_out: int) -> tuple[np.ndarray, Fraction] | None:
+        if dim != target:
+            return None
+        first = 0 if start is None else (start + n_in if start < 0 else start)
+        first = min(max(first, 0), n_in)
+        return first + np.arange(n_out) * step, Fraction(step)
+
+    return [index_map(walk, op, per_dim)] * len(op.outputs)
+
+
+@RULES.register("aten.flip")
+def _flip(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    main = walk.main(op)
+    rank = len(walk.shape(main))
+    dims = {d % rank for d in ints(op.args.get("dims"), 1, 0)}
+
+    def per_dim(dim: int, n_in: int, n_out: int) -> tuple[np.ndarray, Fraction] | None:
+        return (n_in - 1 - np.arange(n_out), Fraction(-1)) if dim in dims else None
+
+    return [index_map(walk, op, per_dim)] * len(op.outputs)
+
+
+@RULES.register("aten.pixel_shuffle", "aten.pixel_unshuffle")
+def _pixel_shuffle(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    """pixel_shuffle(r): output unit o comes from input unit o // r; pixel_unshuffle(r): from o·r .. o·r+r-1."""
+    main = walk.main(op)
+    rank = len(walk.shape(main))
+    shuffle = op.packet == "aten.pixel_shuffle"
+    r = int(op.args.get("upscale_factor") or op.args.get("downscale_factor"))
+
+    def per_dim(dim: int, n_in: int, n_out: int) -> tuple[np.ndarray, Fraction] | None:
+        if dim < rank - 2:
+            return None
+        units = np.arange(n_out)
+        if shuffle:
+            return units // r, Fraction(1, r)
+        return units[:, None] * r + np.arange(r)[None, :], Fraction(r)
+
+    return [index_map(walk, op, per_dim)] * len(op.outputs)

@@ -1,0 +1,1 @@
+"""What every layer shares, torch-free: shapes, names, files, errors, argument parsing."""

@@ -1,0 +1,89 @@
+"""Builder arguments: `--arg num_classes=21` and `deeplabv3plus_resnet50:output_stride=16` specs."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspectlab.core.errors import InspectlabError
+
+_ARGS_START = re.compile(r":(?=\s*[A-Za-z_]\w*\s*=)")
+_NEXT_ARG = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
+
+
+def parse_builder_args(pairs: Iterable[str] | None) -> dict[str, Any]:
+    """Parse ["num_classes=21", "bilinear=false"] into keyword arguments (Python literals, else strings)."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InspectlabError(f"malformed --arg {pair!r}: expected key=value")
+        kwargs[key.strip()] = _literal(raw.strip())
+    return kwargs
+
+
+def _literal(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model as a user wrote it: the label, the spec (or module) to build, its builder arguments."""
+
+    label: str
+    model: Any  # a spec string or an nn.Module
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_model(text: str) -> ModelChoice:
+    """"deeplabv3plus_resnet50:output_stride=16" -> spec and arguments.
+
+    The arguments start after the first colon that is directly followed by `name=`, so `tv:resnet50`,
+    `file.py:factory` and `file.py:factory:depth=3` all read as expected; a value may hold colons and commas
+    (`sizes=(1,2)`) but the next `,name=` starts a new argument.
+    """
+    text = text.strip()
+    match = _ARGS_START.search(text)
+    if match is None:
+        if not text:
+            raise InspectlabError("empty model spec")
+        return ModelChoice(text, text)
+    spec = text[: match.start()].strip()
+    if not spec:
+        raise InspectlabError(f"malformed model spec {text!r}: no model before the arguments")
+    pairs = [pair.strip() for pair in _NEXT_ARG.split(text[match.end():])]
+    return ModelChoice(text, spec, parse_builder_args(pairs))
+
+
+def as_choice(model: Any) -> ModelChoice:
+    """A ModelChoice from a spec string, a module, or a ModelChoice."""
+    if isinstance(model, ModelChoice):
+        return model
+    if isinstance(model, str):
+        return parse_model(model)
+    return ModelChoice(type(model).__name__, model)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: a user error's message, else the exception type and message."""
+    message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
+    return message.splitlines()[0] if message.strip() else type(exc).__name__
+
+
+def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InspectlabError(f"malformed {option} {text!r}: give numbers such as 0.485,0.456,0.406") from None

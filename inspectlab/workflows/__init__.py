@@ -1,0 +1,1 @@
+"""The only layer that combines tracing, analysis, runtime and render: one module per public capability."""

@@ -1,0 +1,123 @@
+"""dump: the Trace plans the dump (its size, refused above a limit or the free disk; the receptive field of
+every output), a Capture keeps the selected outputs (and gradients) of one real forward, then the tensors,
+the JSON manifest and the pictures are written (docs/dump.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import check_writable
+from inspectlab.core.naming import ROOT
+from inspectlab.core.shapes import InputSize
+from inspectlab.core.version import __version__
+from inspectlab.render.feature_png import feature_pngs, input_pictures
+from inspectlab.runtime import dump_writer
+from inspectlab.runtime.capture import Capture, objective, primary_output
+from inspectlab.runtime.images import IMAGENET_MEAN, IMAGENET_STD, load_images
+from inspectlab.tracing.inputs import example_inputs
+from inspectlab.workflows.files import write_into_folder
+from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
+from inspectlab.workflows.trace import trace
+
+
+@dataclass
+class DumpResult:
+    """What `dump` did: the manifest (also when nothing was written), the capture, the files written."""
+
+    manifest: dict[str, Any]
+    capture: Capture
+    written: list[str]
+    pngs: list[str]
+    estimate: int
+
+
+def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, images: Sequence[str] | None = None,
+         layers: Sequence[str] | None = None, types: Sequence[str] | None = None, grads: bool = False,
+         target: int | None = None, out: str | None = None, png: str | None = None, stats_only: bool = False,
+         force: bool = False, max_bytes: int | None = None, mean: Sequence[float] | None = None,
+         std: Sequence[float] | None = None, args: Mapping[str, Any] | None = None, device: str = "cpu",
+         top_k: int = 16, seed: int = 0) -> DumpResult:
+    """Capture the selected outputs for one input (random with `seed`, or `images`) and write them. A model
+    built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was).
+
+    The Trace (a meta-device pass) comes first: it gives the size of the dump, refused above `max_bytes`
+    (default 2 GB) or the free disk, and the receptive field of every output for the manifest. Tensors are
+    kept only when something needs them (`out` without `stats_only`, `png`); otherwise only statistics.
+    """
+    if target is not None and not grads:
+        raise InspectlabError("--target chooses the logit the gradients are taken of: add --grads")
+    if stats_only and png:
+        raise InspectlabError("--png draws the kept tensors: it cannot go with --stats-only")
+    keep = bool(png) or (out is not None and not stats_only)
+    if out is not None:
+        if not stats_only:
+            check_writable(out, force)
+            dump_writer.format_of(out)
+        check_writable(dump_writer.manifest_path(out), force)
+    mean, std = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
+    with torch.random.fork_rng(devices=[]):  # a model built here gets the same weights for the same seed
+        torch.manual_seed(seed)
+        built = resolve(model_or_spec, args, device)
+    model = built.module
+    shapes = input_shapes(model_or_spec, input_size)
+    pictures = None
+    if images:
+        if len(shapes) != 1 or len(shapes[0]) != 4:
+            raise InspectlabError(f"--image makes one N×C×H×W input; the input given is {shapes}")
+        batch = load_images(images, (shapes[0][2], shapes[0][3]), shapes[0][1], mean, std)
+        inputs, pictures = [batch.tensor], batch.pictures
+    else:
+        inputs = example_inputs(shapes, "float32", "cpu", seed=seed)
+    cap = Capture(model, layers, types=types, grads=grads, keep=keep)
+
+    recorded = trace(model, input_data=inputs)
+    fmt = dump_writer.format_of(out) if out is not None and not stats_only else None
+    estimate = dump_writer.estimate_bytes(recorded, cap.modules, grads, fmt)
+    if keep:
+        folder = Path(out).resolve().parent if fmt is not None else None  # type: ignore[arg-type]
+        dump_writer.check_size(estimate, dump_writer.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, folder)
+    fields, notes = dump_writer.receptive_field_lookup(recorded)
+    notes = built.notes + notes + recorded.notes
+
+    where = next((p.device for p in model.parameters()), torch.device(device))
+    real_inputs = [t.to(where) for t in inputs]
+    with cap, torch.set_grad_enabled(grads):
+        output = model(*real_inputs)
+        if grads:
+            cap.backward(objective(output, target))
+    never = [name or ROOT for name in cap.modules if name not in cap.called]
+    if never:
+        notes.append(f"selected but never called through forward: {', '.join(never)}")
+    header = {
+        "model": model_name(model_or_spec), "inputs": [list(t.shape) for t in inputs],
+        "images": list(images) if images else None,
+        "normalisation": {"mean": list(mean), "std": list(std)} if images else None,
+        "seed": None if images else seed, "device": str(where), "training": model.training,
+        "objective": _objective_text(output, target) if grads else None,
+        "estimated_bytes": estimate, "inspectlab": __version__, "torch": torch.__version__, "notes": notes,
+    }
+    document = dump_writer.build_manifest(cap.entries, header, out if fmt else None, fields)
+    written: list[str] = []
+    if out is not None:
+        if stats_only:
+            written.append(str(dump_writer.write_manifest(document, dump_writer.manifest_path(out), force)))
+        else:
+            written = dump_writer.write_dump(cap.tensors(), document, out, force)
+    pngs: list[str] = []
+    if png:
+        shown = pictures if pictures is not None else input_pictures(inputs[0])
+        pngs = write_into_folder(png, feature_pngs(cap.entries, shown, top_k), force)
+    return DumpResult(document, cap, written, pngs, estimate)
+
+
+def _objective_text(output: Any, target: int | None) -> str:
+    if target is None:
+        return "sum of the model's output"
+    pixels = " and pixels" if primary_output(output).dim() > 2 else ""
+    return f"logit of class {target}, summed over the batch{pixels}"

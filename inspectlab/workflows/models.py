@@ -1,0 +1,104 @@
+"""Models and their inputs: a spec built through the registry's recipe, a user's module as it is, the
+default input shapes, and the zoo's table (with its parameter counts cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import cache_dir, write_atomic
+from inspectlab.core.shapes import IMAGENET, InputSize, Shape, as_shapes
+from inspectlab.models import registry
+from inspectlab.tracing.build import Built, paused_gc, run_builder
+
+if TYPE_CHECKING:
+    from torch import nn
+
+ModelOrSpec = Any  # an nn.Module or a spec string (kept loose so that this module does not import torch)
+
+
+def build(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> Built:
+    """Build the model a spec names on `device` (meta allocates no weights), with the build's notes."""
+    recipe = registry.recipe(spec, args)
+    with paused_gc():
+        return run_builder(recipe.builder, recipe.kwargs, device, spec)
+
+
+def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
+    """Build a zoo model, `tv:NAME` or `file.py:factory` on `device`, in eval mode."""
+    return build(spec, args, device).module
+
+
+def resolve(model_or_spec: ModelOrSpec, args: Mapping[str, Any] | None = None, device: str = "meta") -> Built:
+    """A user's module as it is (never moved, copied or changed), or the model a spec names, built on `device`."""
+    if isinstance(model_or_spec, str):
+        return build(model_or_spec, args, device)
+    return Built(model_or_spec)
+
+
+def input_shapes(model_or_spec: ModelOrSpec, input_size: InputSize | None) -> list[Shape]:
+    """Normalise one shape or a list of shapes; default: the zoo entry's input (else 1x3x224x224)."""
+    if input_size is None:
+        return [registry.default_input(model_or_spec) if isinstance(model_or_spec, str) and model_or_spec
+                else IMAGENET]
+    return as_shapes(input_size)
+
+
+def model_name(model_or_spec: ModelOrSpec) -> str:
+    """The spec as written, or a module's class name."""
+    return model_or_spec if isinstance(model_or_spec, str) else type(model_or_spec).__name__
+
+
+def zoo_rows() -> list[dict[str, Any]]:
+    """One row per zoo model: name, family, params, default input, description, aliases.
+
+    Params are counted on the meta device (no weights allocated) and remembered in the user's cache
+    folder, keyed by the zoo's source and torch's version: a later call needs no torch import.
+    """
+    params = _zoo_param_counts()
+    return [
+        {"name": entry.name, "family": entry.family, "params": params[entry.name],
+         "default_input": list(entry.default_input), "description": entry.description,
+         "aliases": list(entry.aliases)}
+        for entry in registry.list_entries()
+    ]
+
+
+def _zoo_param_counts() -> dict[str, int]:
+    entries = registry.list_entries()
+    path = cache_dir() / "zoo_params.json"
+    key = _zoo_fingerprint()
+    try:
+        stored = json.loads(path.read_text())
+        if stored["key"] == key and all(isinstance(stored["params"][e.name], int) for e in entries):
+            return stored["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or a stale or damaged one: count again
+    from inspectlab.analysis.params import count_params
+
+    counts = {entry.name: count_params(build_model(entry.name)).total for entry in entries}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"key": key, "params": counts}), force=True)
+    except (OSError, InspectlabError):
+        pass  # a read-only home: count every time
+    return counts
+
+
+def _zoo_fingerprint() -> str:
+    """A digest of what the zoo's counts depend on: the zoo's source, the counting code, torch's version."""
+    package = Path(__file__).resolve().parent.parent
+    sources = sorted((package / "models").glob("*.py")) + [package / "analysis" / "params.py"]
+    torch_spec = importlib.util.find_spec("torch")
+    if torch_spec is not None and torch_spec.origin:
+        sources.append(Path(torch_spec.origin).parent / "version.py")
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes() if source.is_file() else b"")
+    return digest.hexdigest()

@@ -1,0 +1,151 @@
+"""Receptive fields: the analytic table from the Trace, its autograd check on a linear positive copy, and
+the effective field of one output drawn as a heatmap."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from inspectlab.analysis.receptive_field import FieldMap, FieldRow, field_report, field_rows, receptive_fields
+from inspectlab.analysis.report import Report
+from inspectlab.core.errors import InspectlabError
+from inspectlab.core.io import check_writable
+from inspectlab.core.shapes import InputSize, shape_text
+from inspectlab.render.erf_plot import erf_png
+from inspectlab.runtime.effective_rf import effective_field, load_weights
+from inspectlab.runtime.empirical_rf import EmpiricalRow, check_fields
+from inspectlab.workflows.files import write_files
+from inspectlab.workflows.models import ModelOrSpec, model_name, resolve
+from inspectlab.workflows.trace import trace
+
+UNITS = ("centre", "first", "last")
+
+
+@dataclass
+class FieldCheck:
+    """What the empirical check found: fields measured, how many differ, rows it could not measure."""
+
+    measured: int
+    differ: int
+    unmeasurable: int
+
+
+@dataclass
+class EffectiveFieldResult:
+    """The effective field of one module output's unit, and the heatmap written."""
+
+    layer: str
+    unit: list[int]
+    samples: int
+    radius50: float
+    radius90: float
+    center: list[float]
+    analytic_rf: list[Any]
+    path: str
+
+
+@dataclass
+class FieldResult:
+    """The rf command's result: the table (with checks attached to its rows), and what was measured."""
+
+    report: Report
+    input_shape: tuple[int, ...]
+    check: FieldCheck | None = None
+    effective: EffectiveFieldResult | None = None
+
+
+def receptive_field(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
+                    args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
+                    input_data: Sequence[Any] | None = None) -> Report:
+    """One row per module output with rf, rf_min (shortest path), stride, padding and the global flag."""
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
+    return field_report(receptive_fields(recorded), model_name(model_or_spec), depth, layers)
+
+
+def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
+       depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
+       erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
+       seed: int = 0, device: str = "cpu", force: bool = False) -> FieldResult:
+    """The receptive-field table, checked against autograd (`empirical`) and with the effective field of
+    `erf_layer` written as a PNG to `erf`. A spec is built for the real runs under a forked RNG seeded with
+    `seed` (the process's RNG is left as it was)."""
+    if not units or any(u not in UNITS for u in units):
+        raise InspectlabError(f"--units takes a comma-separated subset of {', '.join(UNITS)}, got {','.join(units)!r}")
+    if samples < 1:
+        raise InspectlabError("--samples must be at least 1")
+    if erf is not None:
+        check_writable(erf, force)  # before any work
+    recorded = trace(model_or_spec, input_size, args=args)
+    fields = receptive_fields(recorded)
+    rows = field_rows(fields, depth, layers)
+    if layers and not rows:
+        raise InspectlabError(f"no module matches --layers {layers!r} at depth ≤ {depth}")
+    report = field_report(fields, model_name(model_or_spec), depth, layers)
+    result = FieldResult(report, tuple(recorded.tensors[fields.input_id].shape))
+    if not (empirical or erf):
+        return result
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = resolve(model_or_spec, args, device="cpu").module
+    if empirical:
+        checks = check_fields(network, fields, rows, result.input_shape, device, list(units))
+        report.layers, result.check = _attach_checks(report.layers, checks)
+    if erf is not None:
+        result.effective = _effective_field(network, fields, erf_layer, result.input_shape, samples, seed, device,
+                                            weights, erf, force, model_name(model_or_spec))
+    return result
+
+
+def _attach_checks(rows: list[Any], checks: list[EmpiricalRow]) -> tuple[list[Any], FieldCheck]:
+    """Each row with its measurements (`empirical`, and for the table `measured`, `check`)."""
+    by_name: dict[str, list[EmpiricalRow]] = {}
+    for check in checks:
+        by_name.setdefault(check.name, []).append(check)
+    checked, differ = [], 0
+    for row in rows:
+        found = [c for c in by_name.get(row["name"], []) if c.reachable]
+        differ += sum(not c.match for c in found)
+        checked.append(dataclasses.replace(
+            row,
+            empirical=[{"unit": c.mode, "index": c.unit, "analytic": c.analytic, "measured": c.measured,
+                        "fits": c.fits, "match": c.match} for c in found],
+            measured=" / ".join("all" if c.mode == "global" else shape_text(c.size) for c in found),
+            check=("✓" if all(c.match for c in found) else "✗") if found else "",
+        ))
+    measured = sum(c.reachable for c in checks)
+    unmeasurable = len({c.name for c in checks if not c.reachable})
+    return checked, FieldCheck(measured, differ, unmeasurable)
+
+
+def _effective_field(network: torch.nn.Module, fields: FieldMap, layer: str | None, shape: tuple[int, ...],
+                     samples: int, seed: int, device: str, weights: str | None, path: str, force: bool,
+                     model: str) -> EffectiveFieldResult:
+    if weights:
+        load_weights(network, weights)
+    row = _erf_row(field_rows(fields), layer, model)
+    measured = effective_field(network, fields, row, shape, samples, seed, device)
+    title = (f"{model} · {row.name} unit ({measured.unit[0]}, {measured.unit[1]}) · ERF over {samples} random "
+             f"inputs ({'loaded' if weights else 'random-init'} weights)")
+    png = erf_png(measured.heat, measured.center, measured.box, measured.radius50, measured.radius90, title)
+    write_files([(path, png)], force)
+    return EffectiveFieldResult(
+        layer=row.name, unit=list(measured.unit), samples=samples, radius50=measured.radius50,
+        radius90=measured.radius90, center=list(measured.center), analytic_rf=list(row.field.size or ()),
+        path=path)
+
+
+def _erf_row(candidates: list[FieldRow], layer: str | None, model: str) -> FieldRow:
+    """The row --erf-layer names, else the last module output that keeps a per-position field on both axes."""
+    if layer is not None:
+        named = [r for r in candidates if r.name == layer]
+        if not named:
+            raise InspectlabError(f"--erf-layer {layer!r} is not a module output of {model}")
+        return named[0]
+    spatial = [r for r in candidates if sum(a.table is not None for a in r.field.axes) == 2]
+    if not spatial:
+        raise InspectlabError("--erf: no module output keeps a per-position field")
+    return max(spatial, key=lambda r: r.tensor)
