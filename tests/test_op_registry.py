@@ -9,13 +9,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from inspectlab.analysis.conventions import FVCORE, TORCH_COUNTED
 from inspectlab.analysis.costs import COSTS, OpCost, op_cost
 from inspectlab.analysis.rf_rules import RULES
 from inspectlab.core.op_registry import OpRegistry
 from inspectlab.tracing.meta_shortcuts import SHORTCUTS
 from inspectlab.tracing.records import OpRecord
 
-REGISTRIES = {"costs": COSTS, "rf_rules": RULES, "meta_shortcuts": SHORTCUTS}
+REGISTRIES = {"costs": COSTS, "rf_rules": RULES, "meta_shortcuts": SHORTCUTS, "torch_convention": TORCH_COUNTED,
+              "fvcore_convention": FVCORE}
 
 
 def test_a_key_registered_twice_raises() -> None:

@@ -24,14 +24,15 @@ from inspectlab.analysis.costs import conv_macs
 from inspectlab.analysis.flops import FlopCount
 from inspectlab.analysis.report import Row
 from inspectlab.core.conventions import CONVENTIONS, DESCRIPTIONS, UNITS
+from inspectlab.core.op_registry import OpRegistry
 from inspectlab.tracing.records import OpRecord, Trace
 
-_TORCH_OPS = frozenset((
-    "mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "cudnn_convolution",
-    "_slow_conv2d_forward", "convolution_overrideable", "_scaled_mm",
-    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_cudnn_attention",
-))
+# The ops FlopCounterMode counts (2 × MACs each); convolution_backward has its own formula below.
+TORCH_COUNTED: OpRegistry[bool] = OpRegistry("FlopCounterMode's counted ops")
+TORCH_COUNTED.add(True, "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.convolution", "aten._convolution",
+                  "aten.cudnn_convolution", "aten._slow_conv2d_forward", "aten.convolution_overrideable",
+                  "aten._scaled_mm", "aten._scaled_dot_product_efficient_attention",
+                  "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_cudnn_attention")
 
 
 def convention_total(count: FlopCount, convention: str, backward: bool = False) -> int:
@@ -77,15 +78,10 @@ def convention_rows(count: FlopCount, backward: bool = False, peers: Mapping[str
     return rows
 
 
-def _base(op: OpRecord) -> str:
-    return op.packet.removeprefix("aten.")
-
-
 def _torch_op_flops(op: OpRecord, macs: int, trace: Trace) -> int:
-    base = _base(op)
-    if base == "convolution_backward":
+    if op.packet == "aten.convolution_backward":
         return 2 * _torch_conv_backward_macs(op, trace)
-    return 2 * macs if base in _TORCH_OPS else 0
+    return 2 * macs if op.packet in TORCH_COUNTED else 0
 
 
 def _torch_conv_backward_macs(op: OpRecord, trace: Trace) -> int:
@@ -106,34 +102,32 @@ def _numel(trace: Trace, tensor_id: int) -> int:
     return trace.tensors[tensor_id].numel
 
 
-def _fvcore_norm(op: OpRecord, trace: Trace) -> int:
+# fvcore's count per op, given the op and inspectlab's MACs of it.
+FVCORE: OpRegistry[Callable[[OpRecord, Trace, int], int]] = OpRegistry("fvcore's counted ops")
+FVCORE.add(lambda op, trace, macs: macs, "aten.convolution", "aten._convolution", "aten.mm", "aten.addmm",
+           "aten.bmm", "aten.baddbmm")
+FVCORE.add(lambda op, trace, macs: _numel(trace, op.outputs[0]), "aten.upsample_nearest2d")
+FVCORE.add(lambda op, trace, macs: 4 * _numel(trace, op.outputs[0]), "aten.upsample_bilinear2d",
+           "aten.grid_sampler_2d")
+FVCORE.add(lambda op, trace, macs: _numel(trace, op.inputs[0]), "aten._adaptive_avg_pool2d")
+
+
+@FVCORE.register("aten.native_batch_norm", "aten._native_batch_norm_legit", "aten._native_batch_norm_legit_no_training",
+                 "aten.native_group_norm", "aten.native_layer_norm")
+def _fvcore_norm(op: OpRecord, trace: Trace, macs: int) -> int:
     numel = _numel(trace, op.inputs[0])
     affine = op.tensor_args.get("weight") is not None
     training = op.args.get("training", True) and "no_training" not in op.name
-    if _base(op).endswith(("batch_norm", "batch_norm_legit")) and not training:
+    if op.packet.endswith(("batch_norm", "batch_norm_legit")) and not training:
         return numel * (2 if affine else 1)
     return numel * (5 if affine else 4)
 
 
-_FVCORE_RULES: dict[str, Callable[[OpRecord, Trace], int]] = {
-    "native_batch_norm": _fvcore_norm, "_native_batch_norm_legit": _fvcore_norm,
-    "_native_batch_norm_legit_no_training": _fvcore_norm, "native_group_norm": _fvcore_norm,
-    "native_layer_norm": _fvcore_norm,
-    "upsample_nearest2d": lambda op, trace: _numel(trace, op.outputs[0]),
-    "upsample_bilinear2d": lambda op, trace: 4 * _numel(trace, op.outputs[0]),
-    "grid_sampler_2d": lambda op, trace: 4 * _numel(trace, op.outputs[0]),
-    "_adaptive_avg_pool2d": lambda op, trace: _numel(trace, op.inputs[0]),
-}
-_FVCORE_MAC_OPS = frozenset(("convolution", "_convolution", "mm", "addmm", "bmm", "baddbmm"))
-
-
 def _fvcore_op_flops(op: OpRecord, macs: int, trace: Trace) -> int:
-    base = _base(op)
-    if base in _FVCORE_MAC_OPS:
-        return macs
-    if base in _FVCORE_RULES:
-        return _FVCORE_RULES[base](op, trace)
-    if base == "mean" and op.function == "adaptive_avg_pool2d":  # torch lowers a 1×1 output to mean
+    rule = FVCORE.get(op.packet)
+    if rule is not None:
+        return rule(op, trace, macs)
+    if op.packet == "aten.mean" and op.function == "adaptive_avg_pool2d":  # torch lowers a 1×1 output to mean
         return _numel(trace, op.inputs[0])
     return 0
 

@@ -24,7 +24,10 @@ from typing import Any
 from inspectlab.analysis.costs import op_cost
 from inspectlab.analysis.graph_repeats import collapse_repeats
 from inspectlab.analysis.params import count_params_of_node
+from inspectlab.analysis.receptive_field import field_columns, receptive_fields
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.naming import depth_of
+from inspectlab.core.shapes import shape_text
 from inspectlab.tracing.records import ModuleCall, OpRecord, Shape, Trace
 
 KINDS = ("input", "output", "conv", "norm", "activation", "pool", "resample", "merge", "head", "block")
@@ -234,7 +237,7 @@ class _Builder:
         prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + (1 if include_self else 0))]
         path: list[str] = []
         for prefix in prefixes:
-            if prefix.count(".") + 1 >= self.depth or prefix not in self.trace.modules:
+            if depth_of(prefix) >= self.depth or prefix not in self.trace.modules:
                 continue
             key = called[prefix].label if prefix in called else prefix
             if key not in self.clusters:
@@ -300,8 +303,6 @@ def build_graph(trace: Trace, depth: int = 2, collapse: bool = True, receptive_f
             costs = (op_cost(trace.ops[i], trace) for i in node.ops)
             node.macs = sum(cost.macs for cost in costs if cost is not None)
     if receptive_field:
-        from inspectlab.analysis.receptive_field import receptive_fields
-
         fields = receptive_fields(trace)
         for node in graph.nodes:
             node.rf = field_text(fields.of(node.outputs[0])) if node.outputs else None
@@ -311,16 +312,13 @@ def build_graph(trace: Trace, depth: int = 2, collapse: bool = True, receptive_f
 def field_text(info: Any) -> str | None:
     """"RF 99×99 · stride 8" for a FieldInfo of inspectlab.analysis.receptive_field; "RF global" when some
     path sees the whole input; None for a tensor that does not depend on the input."""
-    from inspectlab.analysis.receptive_field import field_columns
-
     columns = field_columns(info, digits=None)
     if info.unknown or columns["global"]:
         return "RF unknown" if info.unknown else "RF global"
     if columns["rf"] is None or any(v is None for v in columns["rf"]):
         return None
-    texts = {key: [f"{float(v):g}" for v in columns[key]] for key in ("rf", "stride")}
-    stride = texts["stride"][0] if len(set(texts["stride"])) == 1 else "×".join(texts["stride"])
-    return f"RF {'×'.join(texts['rf'])} · stride {stride}"
+    strides = columns["stride"]
+    return f"RF {shape_text(columns['rf'])} · stride {shape_text(strides[:1] if len(set(strides)) == 1 else strides)}"
 
 
 def parse_show(text: str | Iterable[str]) -> set[str]:

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from inspectlab.tracing.records import Trace
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,6 @@ def count_params(module: nn.Module, recurse: bool = True, device: torch.device |
 
     With `device`, only the tensors whose `.device` equals it count (e.g. what already sits on a GPU).
     """
-    import torch
-
     where = torch.device(device) if isinstance(device, str) else device
     params = [p for p in module.parameters(recurse=recurse) if where is None or p.device == where]
     buffers = [b for b in module.buffers(recurse=recurse) if where is None or b.device == where]

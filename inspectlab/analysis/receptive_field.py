@@ -20,7 +20,6 @@ An op with no rule makes its outputs "unknown" (with the reason), never a guess.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,6 +41,7 @@ from inspectlab.analysis.rf_fields import (
 )
 from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, pointwise, rule_for, times_zero
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.naming import matches
 from inspectlab.tracing.records import ModuleCall, OpRecord, Trace
 
 __all__ = ["CONSTANT", "AxisField", "AxisSummary", "FieldInfo", "FieldMap", "FieldNote", "FieldRow", "RfRow",
@@ -280,12 +280,13 @@ def field_columns(info: FieldInfo | None, digits: int | None = 4) -> dict[str, A
 
 def field_rows(fields: FieldMap, depth: int | None = None, layers: str | None = None) -> list[FieldRow]:
     """One row per module call output (several outputs: `name[k]`), in call order, filtered by depth and a
-    glob on the module name."""
+    --layers pattern on the module name or call label (`inspectlab.core.naming.matches`: a glob, or re:REGEX;
+    the model itself is `(root)`)."""
     rows = []
     for call in fields.trace.calls:
         if depth is not None and call.depth > depth:
             continue
-        if layers and not (fnmatch.fnmatchcase(call.name, layers) or fnmatch.fnmatchcase(call.label, layers)):
+        if layers and not (matches(layers, call.name) or matches(layers, call.label)):
             continue
         for position, tensor in enumerate(call.outputs):
             info = fields.of(tensor)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from inspectlab.analysis.flops import FlopCount, count_flops
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params_of_node
+from inspectlab.analysis.receptive_field import field_columns, receptive_fields
 from inspectlab.analysis.report import ABSENT, Absent, Report, Row
 from inspectlab.tracing.records import Trace
 
@@ -83,15 +84,11 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
 
 
 def _fields(trace: Trace) -> FieldMap:
-    from inspectlab.analysis.receptive_field import receptive_fields  # lazily: numpy and the rf rules
-
     return receptive_fields(trace)
 
 
 def _field_columns(info: FieldInfo | None) -> dict[str, Any]:
     """"rf": [h, w] (or "global"), "stride": [h, w], unrounded; both None when the field is not known."""
-    from inspectlab.analysis.receptive_field import field_columns
-
     columns = field_columns(info, digits=None)
     if columns["rf"] is None:
         return {"rf": None, "stride": None}

@@ -3,6 +3,7 @@ terminal, reports (Markdown + PNGs, self-contained HTML, csv, json) in files."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
@@ -95,9 +96,6 @@ def _finish(frame: Any, fmt: TextFormat, outputs: list[str] | None, force: bool,
 
 
 def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: TextFormat) -> None:
-    import sys
-
-
     if fmt is TextFormat.json:
         sys.stdout.write(report_files.render_json(rows, attrs))
     elif fmt is TextFormat.csv:

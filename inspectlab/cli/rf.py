@@ -20,7 +20,9 @@ def rf_command(
         "--input", "-i", help="Input shape N,C,H,W (default: the zoo model's default input, else 1,3,224,224). "
         "Fields are in pixels of its last two axes.")] = None,
     depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")] = 2,
-    layers: Annotated[str | None, typer.Option("--layers", help="Glob on module names, e.g. 'layer*'.")] = None,
+    layers: Annotated[str | None, typer.Option(
+        "--layers", help="Glob on module names, e.g. 'layer*' (fnmatch: * crosses dots), or re:REGEX; the model "
+        "is (root).")] = None,
     fmt: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
     args: ArgsOption = None,
     empirical: Annotated[bool, typer.Option(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 import typer
@@ -41,10 +45,6 @@ def list_command(
 
 def _terminal_width() -> int | None:
     """The width the table must fit: $COLUMNS, else the terminal's; None when stdout is not a terminal."""
-    import os
-    import shutil
-    import sys
-
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit():
         return int(columns)
@@ -65,9 +65,6 @@ _MIN_DESCRIPTION = 24
 def fit_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], width: int) -> list[Column]:
     """The columns of a one-line-per-row table no wider than `width`: the first layout of _LAYOUTS that
     fits, with the description cut by an ellipsis (at least _MIN_DESCRIPTION characters of it)."""
-    from dataclasses import replace
-
-
     widths = {c.key: max(len(c.header), *(len(cell(c, row)) for row in rows)) for c in columns}
     by_key = {c.key: c for c in columns}
 
@@ -98,9 +95,6 @@ def tree_command(
     args: ArgsOption = None,
 ) -> None:
     """Show the module hierarchy (from children()) with type and own/total params per node."""
-    from dataclasses import asdict
-
-
     nodes = api.tree(model, depth, parse_args(args))
     rows = [
         {**asdict(node), "label": "  " * node.depth + node.name.rsplit(".", 1)[-1]} for node in nodes

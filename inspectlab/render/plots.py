@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inspectlab.render.columns import duration
+from inspectlab.render.formats import human_bytes, human_count
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -251,8 +252,6 @@ def sweep_chart(rows: Rows, exponents: Mapping[str, float | None]) -> Any:
     """Log-log plots against pixels (H·W): MACs and other FLOPs; activation and peak memory; latency
     (when measured). Each series is labelled with its fitted exponent, the fit drawn dotted."""
     from matplotlib.ticker import FuncFormatter, LogLocator
-
-    from inspectlab.render.formats import human_bytes, human_count
 
     panels = [
         ("compute", (("macs", "MACs"), ("other_flops", "other FLOPs")), "operations", human_count),

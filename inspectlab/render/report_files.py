@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inspectlab.analysis.report import SCHEMA_VERSION
 from inspectlab.core.conventions import convention_key
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.version import __version__
+from inspectlab.render import plots
 from inspectlab.render.columns import CATALOGUE, COMPARE_TABLE, SWEEP_TABLE, input_text, table_columns
-from inspectlab.render.formats import Column
+from inspectlab.render.formats import Column, cell, rows_to_csv, rows_to_markdown, to_json
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html",
             ".htm": "html"}
@@ -78,8 +81,6 @@ _CAPTIONS = {
 
 def report_plots(rows: Rows, attrs: Mapping[str, Any], bubble: str | None = None) -> list[Plot]:
     """The plots of a comparison (bubble chart, latency bars, rf vs stride) or of a sweep (log-log)."""
-    from inspectlab.render import plots
-
     if attrs.get("kind") == "sweep":
         made = [("sweep", "Scaling with input size", plots.sweep_chart(rows, attrs.get("exponents") or {}))]
     else:
@@ -107,8 +108,6 @@ def report_title(attrs: Mapping[str, Any], title: str | None) -> str:
 
 
 def context_lines(attrs: Mapping[str, Any], command: str | None) -> list[str]:
-    from inspectlab.core.version import __version__
-
     lines = []
     if command:
         lines.append(f"Made with `{command}` (inspectlab {__version__}).")
@@ -154,8 +153,6 @@ def issues(rows: Rows) -> tuple[list[str], list[str]]:
 def render_markdown(rows: Rows, attrs: Mapping[str, Any], images: Sequence[tuple[str, Plot]],
                     title: str | None = None, command: str | None = None) -> str:
     """The Markdown report; `images` are (relative file name, plot) of the PNGs beside it."""
-    from inspectlab.render.formats import rows_to_markdown
-
     kind = attrs.get("kind", "compare")
     parts = [f"# {report_title(attrs, title)}", "", *context_lines(attrs, command), ""]
     parts.append(rows_to_markdown(rows, report_columns(rows, kind, convention_keys(rows))))
@@ -192,8 +189,6 @@ ul.errors li { color: #a40000; } code { background: #f4f4f4; padding: 0 0.25em; 
 
 
 def _html_table(rows: Rows, columns: Sequence[Column]) -> str:
-    from inspectlab.render.formats import cell
-
     def klass(column: Column) -> str:
         return ' class="num"' if column.numeric else (' class="wrap"' if column.key == "error" else "")
 
@@ -238,16 +233,11 @@ def render_html(rows: Rows, attrs: Mapping[str, Any], plots: Sequence[Plot], tit
 
 def render_csv(rows: Rows) -> str:
     """Every column with exact values (shapes as 1×3×224×224)."""
-    from inspectlab.render.formats import rows_to_csv
-
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return rows_to_csv(rows, keys)
 
 
 def render_json(rows: Rows, attrs: Mapping[str, Any]) -> str:
-    from inspectlab.analysis.report import SCHEMA_VERSION
-    from inspectlab.render.formats import to_json
-
     return to_json({"schema": SCHEMA_VERSION, **attrs, "rows": list(rows)})
 
 

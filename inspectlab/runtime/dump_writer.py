@@ -14,9 +14,11 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspectlab.analysis.receptive_field import field_columns, field_rows, receptive_fields
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import atomic_path, check_writable, write_atomic
 from inspectlab.render.formats import human_bytes, to_json
+from inspectlab.tracing.records import TensorInfo
 
 if TYPE_CHECKING:
     import torch
@@ -149,8 +151,6 @@ def write_dump(tensors: Mapping[str, torch.Tensor], document: Mapping[str, Any] 
 def estimate_bytes(trace: Trace, names: Collection[str], grads: bool, fmt: str | None = None) -> int:
     """Bytes of the output tensors of every call of the modules `names` (doubled with gradients), as the
     file of format `fmt` stores them."""
-    from inspectlab.tracing.records import TensorInfo
-
     def stored(info: TensorInfo) -> int:
         widened = fmt is not None and stored_dtype(info.dtype, fmt) != info.dtype
         return info.numel * (4 if widened else info.element_size)
@@ -177,8 +177,6 @@ def check_size(estimate: int, max_bytes: int, folder: str | os.PathLike[str] | N
 def receptive_field_lookup(trace: Trace) -> tuple[dict[tuple[str, int, int], dict[str, Any]], list[str]]:
     """(module name, call number, output position) -> rf, rf_min, stride, padding, global (per input axis,
     input pixels), from inspectlab.analysis.receptive_field; and notes when the fields are not known."""
-    from inspectlab.analysis.receptive_field import field_columns, field_rows, receptive_fields
-
     try:
         fields = receptive_fields(trace)
     except InspectlabError as exc:

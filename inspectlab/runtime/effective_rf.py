@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow
 from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime.row_outputs import row_tensor, run_with_hooks
+from inspectlab.tracing.inputs import example_inputs
 
 
 @dataclass
@@ -67,7 +69,7 @@ def effective_field(model: nn.Module, fields: FieldMap, row: FieldRow, inputs_sh
     while done < samples:
         count = min(chunk, samples - done)
         shape = (count, *inputs_shape[1:])
-        x = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
+        x = example_inputs([shape], "float32", device, seed=generator)[0].requires_grad_(True)
         with torch.enable_grad():
             tensor = row_tensor(run_with_hooks(clone, [x]), fields, row)
             if tensor is None:
@@ -93,8 +95,6 @@ def effective_field(model: nn.Module, fields: FieldMap, row: FieldRow, inputs_sh
 def load_weights(model: nn.Module, path: str) -> nn.Module:
     """Load a state_dict file into `model` (torch.load with weights_only=True, or .safetensors); a dict
     holding it under "state_dict" or "model" is unwrapped. Keys must match exactly."""
-    import os
-
     if not os.path.isfile(path):
         raise InspectlabError(f"no such weights file: {path}")
     try:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from inspectlab.analysis.costs import op_cost
+from inspectlab.core.naming import depth_of
 from inspectlab.runtime.device_peaks import DevicePeaks, device_peaks
 from inspectlab.runtime.latency import Clock, Progress, percentile, timed_loop
 from inspectlab.tracing.records import OpRecord, Trace
@@ -68,7 +69,7 @@ def timed_modules(model: nn.Module, depth: int) -> dict[nn.Module, str]:
     """The modules timed at `depth`: those at that depth and the leaves above it (nothing is skipped)."""
     chosen: dict[nn.Module, str] = {}
     for name, module in model.named_modules():
-        level = 0 if not name else name.count(".") + 1
+        level = depth_of(name)
         if level == depth or (level < depth and next(module.children(), None) is None):
             chosen.setdefault(module, name)
     return chosen
@@ -253,7 +254,7 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
         flops, moved = costs.get(name, (None, None))
         moved = round(moved * bytes_scale) if moved is not None else None
         attained, intensity, bound, fraction = roofline(flops, moved, mean_ms / 1e3, peaks)
-        module_type, module_depth = types.get(name, ("?", _depth_of(name)))
+        module_type, module_depth = types.get(name, ("?", depth_of(name)))
         layers.append(LayerTime(
             label=name, type=module_type, depth=module_depth, mean_ms=mean_ms,
             p50_ms=percentile(sorted(v / 1e6 for v in values), 50),
@@ -270,9 +271,3 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
         method=f"forward pre/post hooks reading {what}, {count} runs, each followed by one without hooks",
         peaks=peaks,
     )
-
-
-def _depth_of(label: str) -> int:
-    name = label.split("#", 1)[0]
-    return 0 if not name else name.count(".") + 1
-

@@ -27,14 +27,15 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def example_inputs(shapes: Sequence[Shape], dtype: str = "float32", device: str = "meta", *,
-                   seed: int | None = None, channels_last: bool = False) -> list[torch.Tensor]:
-    """Standard-normal tensors of the given shapes (shape-only on meta). With `seed`, drawn from a private
-    generator (the same values every time, the global RNG untouched); `channels_last` lays 4-d ones out NHWC."""
+                   seed: int | torch.Generator | None = None, channels_last: bool = False) -> list[torch.Tensor]:
+    """Standard-normal tensors of the given shapes (shape-only on meta). With `seed` (or a CPU generator to
+    draw on from), drawn from a private generator: the same values every time, the global RNG untouched;
+    `channels_last` lays 4-d ones out NHWC."""
     import torch
 
     kind = torch_dtype(dtype)
     if seed is not None and device != "meta":
-        generator = torch.Generator().manual_seed(seed)
+        generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
         inputs = [torch.randn(shape, generator=generator, dtype=kind).to(device) for shape in shapes]
     else:
         inputs = [torch.randn(shape, dtype=kind, device=device) for shape in shapes]

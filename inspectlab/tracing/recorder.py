@@ -18,6 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.naming import depth_of
+from inspectlab.core.shapes import shape_text
 from inspectlab.tracing.implicit_calls import add_implicit_calls
 from inspectlab.tracing.meta_shortcuts import SHORTCUTS, on_meta
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
@@ -193,7 +195,7 @@ class _TraceBuilder:
         index = len(self.calls)
         self.calls.append(ModuleCall(
             index=index, name=name, type=type(module).__name__,
-            depth=0 if not name else name.count(".") + 1, call=call_count,
+            depth=depth_of(name), call=call_count,
             parent=self.stack[-1] if self.stack else None,
             inputs=self.ids_in(args, kwargs), first_op=len(self.ops),
         ))
@@ -315,7 +317,7 @@ def module_nodes(model: nn.Module, param_ids: Mapping[str, int] | None = None) -
         own = dict(module.named_parameters(recurse=False))
         prefix = f"{name}." if name else ""
         nodes[name] = ModuleNode(
-            name=name, type=type(module).__name__, depth=0 if not name else name.count(".") + 1,
+            name=name, type=type(module).__name__, depth=depth_of(name),
             params={n: (tuple(p.shape), p.numel(), p.requires_grad) for n, p in own.items()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers(recurse=False)},
             is_leaf=next(module.children(), None) is None,
@@ -413,7 +415,7 @@ def _classify(exc: Exception, builder: _TraceBuilder, device: str) -> Exception:
         return NeedsRealRun(message)
     if builder.stack:
         call = builder.calls[builder.stack[-1]]
-        shapes = ", ".join("×".join(map(str, builder.tensors[t].shape)) for t in call.inputs) or "no tensor"
+        shapes = shape_text([builder.tensors[t].shape for t in call.inputs]) or "no tensor"
         where = f"layer {call.label} ({call.type}) rejected input {shapes}"
     else:
         where = "the model rejected its input"
