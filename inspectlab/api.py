@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
+    from inspectlab.analysis.conventions import ConventionRow
     from inspectlab.analysis.params import TreeNode
+    from inspectlab.analysis.receptive_field import RfRow
     from inspectlab.analysis.report import Report
+    from inspectlab.analysis.summary import LayerRow
     from inspectlab.runtime.capture import Capture
     from inspectlab.runtime.latency import LatencyReport, Progress
     from inspectlab.tracing.records import Trace
@@ -144,7 +147,7 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
-            receptive_field: bool = False) -> Report:
+            receptive_field: bool = False) -> Report[LayerRow]:
     """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
     `receptive_field` adds each row's receptive field and stride."""
     from inspectlab.workflows.summary import summary as summarise
@@ -155,7 +158,7 @@ def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
 
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          backward: bool = False, compare: bool = False) -> Report:
+          backward: bool = False, compare: bool = False) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number."""
     from inspectlab.workflows.summary import flops as count
 
@@ -203,7 +206,7 @@ def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
 
 def receptive_field(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None) -> Report:
+                    input_data: Sequence[Any] | None = None) -> Report[RfRow]:
     """Receptive fields on the whole graph (docs/receptive-field.md): one row per module output with rf,
     rf_min (shortest path), stride, padding and the global flag, for the first input's image axes.
     `layers` selects module names (a glob, or re:REGEX)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from inspectlab.analysis.receptive_field import FieldMap, FieldRow, field_report, field_rows, receptive_fields
+from inspectlab.analysis.receptive_field import FieldMap, FieldRow, RfRow, field_report, field_rows, receptive_fields
 from inspectlab.analysis.report import Report
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
@@ -52,7 +52,7 @@ class EffectiveFieldResult:
 class FieldResult:
     """The rf command's result: the table (with checks attached to its rows), and what was measured."""
 
-    report: Report
+    report: Report[RfRow]
     input_shape: tuple[int, ...]
     check: FieldCheck | None = None
     effective: EffectiveFieldResult | None = None
@@ -60,7 +60,7 @@ class FieldResult:
 
 def receptive_field(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None) -> Report:
+                    input_data: Sequence[Any] | None = None) -> Report[RfRow]:
     """One row per module output with rf, rf_min (shortest path), stride, padding and the global flag."""
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
     return field_report(receptive_fields(recorded), model_name(model_or_spec), depth, layers)
