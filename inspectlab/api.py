@@ -74,14 +74,15 @@ def dump(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
          types: Sequence[str] | None = None, grads: bool = False, target: int | None = None, out: str | None = None,
          png: str | None = None, stats_only: bool = False, force: bool = False, max_bytes: int | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-         args: Mapping[str, Any] | None = None, device: str = "cpu", top_k: int = 16, seed: int = 0) -> DumpResult:
+         args: Mapping[str, Any] | None = None, device: str = "cpu", top_k: int = 16, seed: int = 0,
+         train: bool = False) -> DumpResult:
     """Capture selected outputs (and gradients) for one input and write them with a JSON manifest
-    (docs/dump.md)."""
+    (docs/dump.md); the forward runs in eval mode unless `train`."""
     from inspectlab.workflows.dump import dump as run_dump
 
     return run_dump(model_or_spec, input_size, images=images, layers=layers, types=types, grads=grads, target=target,
                  out=out, png=png, stats_only=stats_only, force=force, max_bytes=max_bytes, mean=mean, std=std,
-                 args=args, device=device, top_k=top_k, seed=seed)
+                 args=args, device=device, top_k=top_k, seed=seed, train=train)
 
 
 def compare(models: Sequence[nn.Module | str | Any], input_size: InputSize | None = None, *, latency: bool = False,
@@ -134,26 +135,27 @@ def write_reports(rows: Sequence[Mapping[str, Any]], attrs: Mapping[str, Any], p
 
 def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, device: str = "meta",
-          dtype: str = "float32", backward: bool = False) -> Trace:
+          dtype: str = "float32", backward: bool = False, train: bool = False) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors. On the meta
     device by default (its cost does not depend on the input size); a forward that needs real values runs on
-    the CPU instead, and the Trace's notes say so."""
+    the CPU instead (with a seeded input), and the Trace's notes say so. The pass runs in eval mode unless
+    `train`; the model is left as it was."""
     from inspectlab.workflows.trace import trace as record
 
     return record(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
-                  backward=backward)
+                  backward=backward, train=train)
 
 
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
-            receptive_field: bool = False) -> Report[LayerRow]:
+            receptive_field: bool = False, train: bool = False) -> Report[LayerRow]:
     """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
-    `receptive_field` adds each row's receptive field and stride."""
+    `receptive_field` adds each row's receptive field and stride. Counted in eval mode unless `train`."""
     from inspectlab.workflows.summary import summary as summarise
 
     return summarise(model_or_spec, input_size, input_data=input_data, args=args, depth=depth, device=device,
-                     dtype=dtype, backward=backward, receptive_field=receptive_field)
+                     dtype=dtype, backward=backward, receptive_field=receptive_field, train=train)
 
 
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,

@@ -107,7 +107,7 @@ def test_conventions_in_training_mode_with_a_batch_of_two(spec: str) -> None:
     torch.manual_seed(0)
     model = api.build_model(spec, device="cpu").train()
     x = torch.randn(2, 3, 64, 64)
-    count = count_flops(api.trace(model, input_data=[x]))
+    count = count_flops(api.trace(model, input_data=[x], train=True))
     for peer, reference in REFERENCES.items():
         assert convention_total(count, peer) == reference(model, x), peer
 

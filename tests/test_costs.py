@@ -14,7 +14,7 @@ from inspectlab.models.registry import list_entries
 
 
 def _totals(model: nn.Module, *shapes: tuple[int, ...]):
-    return count_flops(api.trace(model, list(shapes)))
+    return count_flops(api.trace(model, list(shapes), train=model.training))  # the module's own mode
 
 
 def _out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

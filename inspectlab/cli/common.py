@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from inspectlab.core.arguments import parse_builder_args
+from inspectlab.cli.usage import OneLineUsageErrors
+from inspectlab.core.arguments import describe_error, parse_builder_args
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import write_atomic
 from inspectlab.core.shapes import parse_shapes
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,  # usage errors (bad choice, unknown option, missing MODEL) in one line too
 )
 
 _state = {"debug": False}
@@ -105,28 +107,40 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 def command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a command on `app` whose failures become one line on stderr and exit code 2 (`--debug`
-    shows the traceback). Typer reads the options from the wrapped function's signature."""
+    shows the traceback, and the rest of a message of many lines). Typer reads the options from the
+    wrapped function's signature.
+
+    Any exception becomes that line, also a BaseException of the user's code (a model's forward that calls
+    sys.exit); a Ctrl-C (KeyboardInterrupt) keeps its usual exit code 130, and a subclass of SystemExit
+    (SIGTERM's `Terminated` during a write) its own status."""
     def register(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> None:
             try:
                 function(*args, **kwargs)
-            except (typer.Exit, typer.Abort):
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
                 raise
             except BrokenPipeError:  # the reader (`| head`) went away: stop quietly, as other tools do
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise typer.Exit(0) from None
-            except Exception as exc:
-                if _state["debug"]:
+            except BaseException as exc:
+                if _state["debug"] or (isinstance(exc, SystemExit) and type(exc) is not SystemExit):
                     raise
-                message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
-                typer.echo(f"error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
+                typer.echo(f"error: {error_line(exc)}", err=True)
                 raise typer.Exit(2) from None
 
         app.command(name)(run)
         return run
 
     return register
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line of a failure; a message cut to its first meaningful line says that --debug shows the rest."""
+    line = describe_error(exc)
+    whole = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
+    cut = not isinstance(exc, SystemExit) and str(exc).strip() and " ".join(whole.split()) != " ".join(line.split())
+    return f"{line} (--debug shows the rest)" if cut else line
 
 
 def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",

@@ -25,7 +25,7 @@ from inspectlab.cli.common import (
 from inspectlab.core.arguments import parse_model
 from inspectlab.core.conventions import CONVENTIONS
 from inspectlab.core.errors import InspectlabError
-from inspectlab.core.shapes import parse_shape, parse_sizes
+from inspectlab.core.shapes import check_size, parse_shape, parse_sizes
 from inspectlab.render import report_files
 from inspectlab.render.formats import rich_table
 from inspectlab.render.frames import frame_rows
@@ -187,7 +187,9 @@ def sweep_command(
 ) -> None:
     """MACs, memory and latency of one model across input sizes, with the fitted exponent against pixels."""
     pairs = parse_sizes(sizes)
-    template = parse_shape(inputs) if inputs else None
+    template = parse_shape(inputs) if inputs is not None else None  # --input '' is an error
+    for height, width in pairs if template is not None and len(template) >= 3 else ():
+        check_size((*template[:-2], height, width), f"--input {inputs!r} at size {height}×{width}")
     choice = parse_model(model)
     command = _command_text("sweep", [model], {
         "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
 
 from inspectlab import api
 from inspectlab.cli.common import ArgsOption, ModelArg, TableFormat, command, emit, parse_args
-from inspectlab.core.arguments import parse_floats
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.arguments import parse_bytes, parse_floats
 from inspectlab.core.shapes import parse_shapes, shape_text
 from inspectlab.render.formats import Column, human_bytes
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-
-
-def parse_bytes(text: str) -> int:
-    """"2GB" -> 2_000_000_000, "1.5GiB" -> 1_610_612_736, "123456" -> 123456 (SI or binary prefixes)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise InspectlabError(f"malformed --max-bytes {text!r}: give bytes such as 2GB, 500MB, 1GiB or 123456")
-    number, prefix, binary = match.groups()
-    power = "kmgt".find(prefix.lower()) + 1 if prefix else 0
-    return int(float(number) * ((1024 if binary else 1000) ** power))
 
 
 @command("dump")

@@ -9,8 +9,7 @@ import typer
 
 from inspectlab import api
 from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, command, emit, parse_args, progress_bar
-from inspectlab.core.errors import InspectlabError
-from inspectlab.core.shapes import parse_shapes, shape_text
+from inspectlab.core.shapes import batched, check_size, parse_batches, parse_shapes, shape_text
 from inspectlab.render.formats import Column, human_bytes, human_count, percent
 
 if TYPE_CHECKING:
@@ -32,18 +31,6 @@ class DtypeChoice(str, Enum):
 class PrecisionChoice(str, Enum):
     cast = "cast"
     autocast = "autocast"
-
-
-def parse_batches(text: str | None) -> list[int] | None:
-    """"1,8,32" -> [1, 8, 32]."""
-    if text is None:
-        return None
-    sizes = []
-    for part in text.split(","):
-        if not part.strip().isdigit() or int(part) < 1:
-            raise InspectlabError(f"malformed --batch {text!r}: give positive integers such as 1,8,32")
-        sizes.append(int(part))
-    return sizes
 
 
 @command("latency")
@@ -78,9 +65,13 @@ def latency_command(
 
 
     shapes = parse_shapes(input_size) if input_size else None
+    batches = parse_batches(batch)
+    for size in batches or ():
+        for shape in batched(shapes or [], size):
+            check_size(shape, f"--input {shape_text(shape)} (--batch {size})")
     with progress_bar() as progress:
         report = api.latency(
-            model, shapes, args=parse_args(args), batches=parse_batches(batch), device=device,
+            model, shapes, args=parse_args(args), batches=batches, device=device,
             dtype=dtype.value, precision=precision.value, warmup=warmup, iters=iters, min_time=min_time,
             channels_last=channels_last, compile=compile_model, threads=threads,
             cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph, per_layer=per_layer, depth=depth,

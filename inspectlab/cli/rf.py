@@ -45,10 +45,10 @@ def rf_command(
 ) -> None:
     """Receptive field of every module output, from the whole dataflow graph: size through all paths and
     through the shortest one, stride, padding, and whether some path sees the whole input."""
-    result = api.rf(model, parse_shape(input_shape) if input_shape else None, args=parse_args(args), depth=depth,
-                    layers=layers, empirical=empirical, units=[u.strip() for u in units.split(",") if u.strip()],
-                    erf=erf, erf_layer=erf_layer, samples=samples, weights=weights, seed=seed, device=device,
-                    force=force)
+    shape = parse_shape(input_shape) if input_shape is not None else None  # --input '' is an error
+    result = api.rf(model, shape, args=parse_args(args), depth=depth, layers=layers, empirical=empirical,
+                    units=[u.strip() for u in units.split(",") if u.strip()], erf=erf, erf_layer=erf_layer,
+                    samples=samples, weights=weights, seed=seed, device=device, force=force)
     report = result.report
     document = report.to_dict()
     lines = _summary_lines(report)

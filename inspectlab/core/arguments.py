@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import quoted
 
 _ARGS_START = re.compile(r":(?=\s*[A-Za-z_]\w*\s*=)")
 _NEXT_ARG = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
@@ -20,7 +22,7 @@ def parse_builder_args(pairs: Iterable[str] | None) -> dict[str, Any]:
     for pair in pairs or ():
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise InspectlabError(f"malformed --arg {pair!r}: expected key=value")
+            raise InspectlabError(f"malformed --arg {quoted(pair)}: expected key=value")
         kwargs[key.strip()] = _literal(raw.strip())
     return kwargs
 
@@ -33,7 +35,7 @@ def _literal(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # deep nesting: MemoryError
         return text
 
 
@@ -75,15 +77,63 @@ def as_choice(model: Any) -> ModelChoice:
     return ModelChoice(type(model).__name__, model)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+LINE_LIMIT = 200
+
+
+def first_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """The first meaningful line of a message: its first non-blank line (joined with the next one when it
+    only introduces it, "Error(s) in loading state_dict for Net:"), cut to its first sentence when longer
+    than `limit` (torch's "Could not run ... backend." lists every backend after it)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[0]
+    if line.endswith(":") and len(lines) > 1:
+        line = f"{line} {lines[1]}"
+    if len(line) > limit:
+        line = _SENTENCE_END.split(line, maxsplit=1)[0]
+        if len(line) > limit:
+            line = line[: limit - 1] + "…"
+    return line
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line: a user error's message, else the exception type and message."""
+    """One line: a user error's message, else the exception type and message (`first_line`)."""
+    if isinstance(exc, SystemExit):
+        return f"the code called sys.exit({'' if exc.code is None else repr(exc.code)})"
     message = str(exc) if isinstance(exc, InspectlabError) else f"{type(exc).__name__}: {exc}"
-    return message.splitlines()[0] if message.strip() else type(exc).__name__
+    return first_line(message) if message.strip() and str(exc).strip() else type(exc).__name__
+
+
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def parse_floats(text: str, option: str) -> tuple[float, ...]:
-    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise InspectlabError(f"malformed {option} {text!r}: give numbers such as 0.485,0.456,0.406") from None
+    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406): finite numbers in ASCII digits (float() also takes
+    "nan", "inf", "1_0" and Unicode digits)."""
+    values = []
+    for part in text.split(","):
+        value = float(part) if _FLOAT.fullmatch(part.strip()) else math.nan
+        if not math.isfinite(value):
+            raise InspectlabError(f"malformed {option} {quoted(text)}: give numbers such as 0.485,0.456,0.406")
+        values.append(value)
+    return tuple(values)
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:e[0-9]+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE | re.ASCII)
+MAX_BYTES = 2**63 - 1
+
+
+def parse_bytes(text: str, option: str = "--max-bytes") -> int:
+    """"2GB" -> 2_000_000_000, "1.5GiB" -> 1_610_612_736, "123456" -> 123456 (SI or binary prefixes), at
+    most 2**63 - 1 bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise InspectlabError(f"malformed {option} {quoted(text)}: give bytes such as 2GB, 500MB, 1GiB or 123456")
+    number, prefix, binary = match.groups()
+    power = "kmgt".find(prefix.lower()) + 1 if prefix else 0
+    value = float(number) * ((1024 if binary else 1000) ** power)
+    if not value < MAX_BYTES:  # also inf (1e999)
+        raise InspectlabError(f"{option} {quoted(text.strip())} is too large: at most {MAX_BYTES} bytes (8 EiB)")
+    return int(value)

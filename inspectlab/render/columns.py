@@ -84,6 +84,8 @@ def summary_columns(selection: str) -> list[Column]:
         if name not in SUMMARY_COLUMNS:
             raise InspectlabError(f"unknown column {name!r}; choose from {', '.join(SUMMARY_COLUMNS)}")
         chosen.append(CATALOGUE[name])
+    if not chosen:
+        raise InspectlabError(f"empty --columns {selection!r}; choose from {', '.join(SUMMARY_COLUMNS)}")
     return chosen
 
 

@@ -8,6 +8,7 @@ Making the dot source needs only the `graphviz` Python package; SVG/PNG/PDF need
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Collection
 from html import escape
@@ -64,11 +65,15 @@ def node_label(node: GraphNode, show: Collection[str]) -> str:
     if node.name:
         title += f' <FONT POINT-SIZE="9" COLOR="#333333">{escape(node.name)}</FONT>'
     facts = _shapes(node)
+    if not facts and node.calls:  # a module whose output is no tensor (an object holding them: an ImageList)
+        facts.append("output is not a tensor")
     if "params" in show and node.params:
         facts.append(f"{human_count(node.params)} params")
     if "flops" in show and node.macs:
         facts.append(f"{human_count(node.macs)} MACs")
-    lines = [title, f'<FONT POINT-SIZE="9">{escape(" · ".join(facts))}</FONT>']
+    lines = [title]
+    if facts:  # graphviz refuses an empty <FONT></FONT>
+        lines.append(f'<FONT POINT-SIZE="9">{escape(" · ".join(facts))}</FONT>')
     if "rf" in show and node.rf:
         lines.append(f'<FONT POINT-SIZE="8" COLOR="#555555">{escape(node.rf)}</FONT>')
     return "<" + "<BR/>".join(lines) + ">"
@@ -167,4 +172,16 @@ def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
     if fmt == "png":
         digraph = digraph.copy()
         digraph.graph_attr["dpi"] = str(PNG_DPI)
-    return digraph.pipe(format=fmt)
+    try:
+        return digraph.pipe(format=fmt, quiet=True)
+    except subprocess.CalledProcessError as exc:  # dot's own complaint, first line, instead of the command
+        raise InspectlabError(f"Graphviz `dot` failed to draw the {fmt.upper()}: {_dot_complaint(exc.stderr)}") from exc
+    except OSError as exc:  # dot vanished, or cannot be run
+        raise InspectlabError(f"Graphviz `dot` cannot run: {exc}") from exc
+
+
+def _dot_complaint(stderr: bytes | str | None) -> str:
+    """The first line of what dot wrote ("Error: syntax error in line 1 ... in label of node c1"), in one line."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr or ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300] if lines else "no message"

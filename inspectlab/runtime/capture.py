@@ -274,7 +274,8 @@ class Capture:
              fields: Mapping[tuple[str, int, int], Any] | None = None) -> list[str]:
         """Write the kept tensors (safetensors, npz or pt, from the suffix) and, beside them, the JSON
         manifest (`path` + ".json"; `header` adds top-level items, `fields` the receptive fields from
-        `dump_writer.receptive_field_lookup`); returns the paths written."""
+        `dump_writer.receptive_field_lookup`), as one unit (`dump_writer.write_dump`: the manifest records the
+        tensor file's size and sha256, `dump_writer.read_dump` checks them); returns the paths written."""
         tensors = self.tensors()
         document = dump_writer.build_manifest(self.entries, header or {}, path, fields) if manifest else None
         return dump_writer.write_dump(tensors, document, path, force)

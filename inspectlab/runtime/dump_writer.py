@@ -2,21 +2,25 @@
 size estimate from the Trace, and the receptive field of every module call output.
 
 Every file is written atomically (a temporary file beside the target, then a rename), and an existing
-file is never replaced without `force`.
+file is never replaced without `force`. A tensor file and its manifest are one unit: the manifest, renamed
+into place last, records the tensor file's size and sha256, and `read_dump` / `read_tensors` refuse a pair
+that does not match (docs/dump.md, "Files: all or nothing").
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspectlab.analysis.receptive_field import field_columns, field_rows, receptive_fields
 from inspectlab.core.errors import InspectlabError
-from inspectlab.core.io import atomic_path, check_writable, write_atomic
+from inspectlab.core.io import atomic_path, atomic_paths, write_atomic
 from inspectlab.render.formats import human_bytes, to_json
 from inspectlab.tracing.records import TensorInfo
 
@@ -84,29 +88,90 @@ def _number(value: torch.Tensor) -> float | None:
 def write_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], force: bool = False,
                   metadata: Mapping[str, str] | None = None) -> Path:
     """Write named tensors (moved to the CPU, made contiguous) in the format the suffix names."""
-    import torch
-
     fmt = format_of(path)
-    plain = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+    plain = _plain(tensors)
     with atomic_path(path, force) as temporary:
-        if fmt == "safetensors":
-            from safetensors.torch import save_file
-
-            save_file(plain, str(temporary), metadata=dict(metadata or {}))
-        elif fmt == "npz":
-            import numpy as np
-
-            arrays = {key: (value.float() if value.dtype == torch.bfloat16 else value).numpy()
-                      for key, value in plain.items()}
-            with open(temporary, "wb") as stream:
-                np.savez(stream, **arrays)
-        else:
-            torch.save(plain, temporary)
+        _save(plain, fmt, temporary, metadata)
     return Path(path)
 
 
-def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a dump written by `write_tensors` back as named CPU tensors (npz: bfloat16 comes back float32)."""
+def _plain(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+
+
+def _save(plain: Mapping[str, torch.Tensor], fmt: str, temporary: Path, metadata: Mapping[str, str] | None) -> None:
+    import torch
+
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(dict(plain), str(temporary), metadata=dict(metadata or {}))
+    elif fmt == "npz":
+        import numpy as np
+
+        arrays = {key: (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+                  for key, value in plain.items()}
+        with open(temporary, "wb") as stream:
+            np.savez(stream, **arrays)
+    else:
+        torch.save(dict(plain), temporary)
+
+
+def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """{"file_size": bytes, "file_sha256": hex digest} of a file, as a manifest records its tensor file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"file_size": size, "file_sha256": digest.hexdigest()}
+
+
+def read_tensors(path: str | os.PathLike[str], check: bool = True) -> dict[str, torch.Tensor]:
+    """Read a dump written by `write_tensors` back as named CPU tensors (npz: bfloat16 comes back float32).
+
+    When a manifest lies beside the file (`manifest_path`), it must describe this very file (its size and
+    sha256), else InspectlabError: a tensor file and a manifest of two different dumps are never read as one.
+    A file without a manifest is read alone; `check=False` reads the file without looking at any manifest."""
+    if check and manifest_path(path).exists():
+        return read_dump(path)[0]
+    return _load(path)
+
+
+def read_dump(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A dump's tensors and its manifest (`path`: the tensor file or its manifest), checked to be one unit:
+    InspectlabError when the manifest is missing or unreadable, describes no tensor file (--stats-only), or
+    records a size or sha256 other than the tensor file's (a dump interrupted between its two files)."""
+    given = Path(path)
+    target = manifest_path(given)
+    if not target.exists():
+        raise InspectlabError(f"{target} does not exist: {given} has no manifest to be checked against")
+    try:
+        manifest = json.loads(target.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InspectlabError(f"{target} is not a dump manifest: {exc}") from None
+    if not isinstance(manifest, dict) or not manifest.get("file"):
+        raise InspectlabError(f"{target} describes no tensor file (a --stats-only manifest?)"
+                              + ("" if given == target else f": it is not the manifest of {given}"))
+    tensors = given if given != target else target.with_name(str(manifest["file"]))
+    if not tensors.exists():
+        raise InspectlabError(f"{tensors}, the tensor file of {target}, does not exist")
+    recorded = {key: manifest.get(key) for key in ("file_size", "file_sha256")}
+    if None in recorded.values():
+        raise InspectlabError(f"{target} records no size and sha256 of its tensor file (an older inspectlab wrote "
+                              f"it?): cannot tell that {tensors.name} belongs to it; read_tensors(path, check=False) "
+                              f"reads the tensors alone")
+    actual = file_digest(tensors)
+    if actual != recorded:
+        raise InspectlabError(
+            f"{tensors} and {target} are not one dump: the manifest records {recorded['file_size']:,} bytes "
+            f"(sha256 {str(recorded['file_sha256'])[:12]}…), the file has {actual['file_size']:,} "
+            f"(sha256 {actual['file_sha256'][:12]}…); a dump interrupted between its two files? write it again")
+    return _load(tensors), manifest
+
+
+def _load(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     import torch
 
     fmt = format_of(path)
@@ -131,17 +196,24 @@ def write_manifest(document: Mapping[str, Any], path: str | os.PathLike[str], fo
     return write_atomic(path, to_json(document), force)
 
 
-def write_dump(tensors: Mapping[str, torch.Tensor], document: Mapping[str, Any] | None, path: str | os.PathLike[str],
-               force: bool = False) -> list[str]:
-    """The tensor file and, when `document` is given, its manifest beside it (both checked before either is
-    written); returns the paths written."""
+def write_dump(tensors: Mapping[str, torch.Tensor], document: MutableMapping[str, Any] | None,
+               path: str | os.PathLike[str], force: bool = False) -> list[str]:
+    """The tensor file and, when `document` is given, its manifest beside it, as one unit; returns the paths
+    written. Both are checked before either is written. The tensor file is written to a temporary file, its
+    size and sha256 recorded in `document` (`file_size`, `file_sha256`, in place), the manifest written to a
+    second temporary file, and only then are both renamed into place, the manifest last. A failure before
+    the renames (also Ctrl-C, SIGTERM) leaves the old files as they were and no temporary file; a kill
+    between the two renames leaves the new tensor file beside the old manifest, which `read_dump` refuses."""
     target = manifest_path(path)
-    if document is not None:
-        check_writable(target, force)
-    written = [str(write_tensors(tensors, path, force, {"manifest": target.name}))]
-    if document is not None:
-        written.append(str(write_manifest(document, target, force)))
-    return written
+    if document is None:
+        return [str(write_tensors(tensors, path, force, {"manifest": target.name}))]
+    fmt = format_of(path)
+    plain = _plain(tensors)
+    with atomic_paths([path, target], force) as (tensor_file, manifest_file):
+        _save(plain, fmt, tensor_file, {"manifest": target.name})
+        document.update(file_digest(tensor_file))
+        manifest_file.write_text(to_json(document))
+    return [str(path), str(target)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,7 +298,8 @@ def build_manifest(entries: Collection[Any], header: Mapping[str, Any], file: st
         })
     stored = sum(r["bytes"] for r in records) + sum(r["bytes"] for r in records if r["grad"] is not None)
     return {
-        "file": Path(file).name if fmt else None, "format": fmt, **header, "conventions": CONVENTIONS,
+        "file": Path(file).name if fmt else None, "file_size": None, "file_sha256": None,  # by write_dump
+        "format": fmt, **header, "conventions": CONVENTIONS,
         "tensors": len(records) + sum(r["grad"] is not None for r in records), "total_bytes": stored,
         "entries": records,
     }

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow
+from inspectlab.core.arguments import first_line
 from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime.row_outputs import row_tensor, run_with_hooks
 from inspectlab.tracing.inputs import example_inputs
@@ -111,11 +112,20 @@ def load_weights(model: nn.Module, path: str) -> nn.Module:
             state = state[key]
     if not isinstance(state, dict):
         raise InspectlabError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    def shape(value: Any) -> str:
+        return "×".join(map(str, value.shape)) if hasattr(value, "shape") else type(value).__name__
+
+    own = model.state_dict()
+    wrong = [f"{key} is {shape(value)} in the file, {shape(own[key])} in the model" for key, value in state.items()
+             if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape)]
+    missing = [f"{key} ({shape(own[key])})" for key in own if key not in state]
+    unexpected = [f"{key} ({shape(state[key])})" for key in state if key not in own]
+    problems = [f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for what, keys in (
+        ("with another shape", wrong), ("missing", missing), ("unexpected", unexpected)) if keys]
+    if problems:  # the first keys of each kind, and their shapes, in one line
+        raise InspectlabError(f"{path} does not fit the model: {'; '.join(problems)}")
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise InspectlabError(f"{path} does not fit the model: {str(exc).splitlines()[0]}") from exc
-    if missing or unexpected:
-        raise InspectlabError(f"{path} does not fit the model: {len(missing)} missing keys (e.g. "
-                              f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # anything else load_state_dict refuses (a value that is not a tensor, ...)
+        raise InspectlabError(f"{path} does not fit the model: {first_line(str(exc))}") from exc
     return model

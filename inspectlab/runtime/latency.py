@@ -279,8 +279,10 @@ def validate(device: torch.device, precision: str, iters: int | None, min_time: 
         raise InspectlabError("give --iters or --min-time, not both")
     if iters is not None and iters < 1:
         raise InspectlabError("--iters must be at least 1")
-    if min_time is not None and min_time <= 0:
-        raise InspectlabError("--min-time must be positive")
+    day = 86400.0  # a --min-time of more than a day is a typo; nan would time one iteration, inf forever
+    if min_time is not None and not 0 < min_time <= day:
+        raise InspectlabError(f"--min-time must be a positive number of seconds, at most {day:g} (a day); "
+                              f"got {min_time!r}")
     if warmup < 0:
         raise InspectlabError("--warmup must be 0 or more")
     if threads is not None and threads < 1:

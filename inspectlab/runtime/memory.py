@@ -79,5 +79,6 @@ def check_fits(needed: int, device: torch.device, what: str, already_there: int 
     if needed > free + already_there:
         raise InspectlabError(
             f"{what} needs about {human_bytes(needed)} (estimated peak) but {device} has "
-            f"{human_bytes(free + already_there)} free; use --force to run anyway"
+            f"{human_bytes(free + already_there)} free; use --force to run anyway, or try a smaller --input or "
+            "--device meta"
         )

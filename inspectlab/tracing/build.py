@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inspectlab.core.arguments import describe_error, first_line
 from inspectlab.core.errors import InspectlabError
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ def build_context(device: str) -> Any:
 def run_builder(builder: Callable[..., Any], kwargs: Mapping[str, Any], device: str, spec: str) -> Built:
     """Call `builder(**kwargs)` with new tensors on `device`, in eval mode. A builder that fails on the meta
     device (one that computes with its weights while building, say) is built on the CPU instead, and the
-    returned notes say so and why; any other failure is one user error naming the spec."""
+    returned notes say so and why (in one line); any other failure is one user error naming the spec. So is
+    a builder that calls sys.exit or raises KeyboardInterrupt or another BaseException: the user's code
+    ends neither the process nor a `compare` of several models."""
     from torch import nn
 
     try:
@@ -92,9 +95,13 @@ def run_builder(builder: Callable[..., Any], kwargs: Mapping[str, Any], device: 
         if device != "meta":
             raise InspectlabError(f"building {spec!r} failed: {type(exc).__name__}: {exc}") from exc
         built = run_builder(builder, kwargs, "cpu", spec)
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        reason = first_line(f"{type(exc).__name__}: {exc}")
         built.notes.insert(0, f"{spec} cannot be built on the meta device ({reason}); built on the CPU instead")
         return built
+    except BaseException as exc:  # sys.exit, KeyboardInterrupt, ... raised by the factory itself
+        reason = describe_error(exc)
+        reason = reason.removeprefix("the code ") if isinstance(exc, SystemExit) else f"raised {reason}"
+        raise InspectlabError(f"building {spec!r} failed: the factory {reason}") from exc
     if not isinstance(model, nn.Module):
         raise InspectlabError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return Built(model.eval())

@@ -89,10 +89,17 @@ def cpu_load() -> dict[str, Any]:
 def _measured_row(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Shape] | None, convention: str,
                   timing: Mapping[str, Any] | None, with_field: bool, context: dict[str, Any],
                   progress: Progress | None) -> dict[str, Any]:
-    """Fill a row in place; a failure ends it with its error (static part first, then latency)."""
+    """Fill a row in place; a failure ends it with its error (static part first, then latency). A user's
+    code that raises a BaseException (sys.exit, ...) fails its row only; a Ctrl-C, and a subclass of
+    SystemExit (SIGTERM's `Terminated`), still end the run."""
+    def own(exc: BaseException) -> bool:  # ours to end the run with
+        return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and type(exc) is not SystemExit)
+
     try:
         row.update(static_columns(choice, shapes, convention, with_field))
-    except Exception as exc:  # the row says what failed; the other rows go on
+    except BaseException as exc:  # the row says what failed; the other rows go on
+        if own(exc):
+            raise
         row["error"] = describe_error(exc)
         return row
     if timing is not None:
@@ -102,7 +109,9 @@ def _measured_row(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Sha
             context.setdefault("latency", conditions)
             if conditions.get("load_average", 0) > context["latency"].get("load_average", 0):
                 context["latency"]["load_average"] = conditions["load_average"]  # the highest seen
-        except Exception as exc:
+        except BaseException as exc:
+            if own(exc):
+                raise
             row["error"] = "latency: " + describe_error(exc)
     return row
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from inspectlab.analysis.memory import estimate_memory
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
 from inspectlab.core.naming import ROOT
@@ -20,8 +21,10 @@ from inspectlab.render.feature_png import feature_pngs, input_pictures
 from inspectlab.runtime import dump_writer
 from inspectlab.runtime.capture import Capture, objective, primary_output
 from inspectlab.runtime.images import IMAGENET_MEAN, IMAGENET_STD, load_images
+from inspectlab.runtime.memory import check_fits
 from inspectlab.tracing.inputs import example_inputs
 from inspectlab.workflows.files import write_into_folder
+from inspectlab.workflows.guard import hands_off
 from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
 from inspectlab.workflows.trace import trace
 
@@ -42,9 +45,10 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
          target: int | None = None, out: str | None = None, png: str | None = None, stats_only: bool = False,
          force: bool = False, max_bytes: int | None = None, mean: Sequence[float] | None = None,
          std: Sequence[float] | None = None, args: Mapping[str, Any] | None = None, device: str = "cpu",
-         top_k: int = 16, seed: int = 0) -> DumpResult:
+         top_k: int = 16, seed: int = 0, train: bool = False) -> DumpResult:
     """Capture the selected outputs for one input (random with `seed`, or `images`) and write them. A model
-    built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was).
+    built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was). The
+    forward runs in eval mode unless `train`, and leaves a user's module as it was (`workflows.guard`).
 
     The Trace (a meta-device pass) comes first: it gives the size of the dump, refused above `max_bytes`
     (default 2 GB) or the free disk, and the receptive field of every output for the manifest. Tensors are
@@ -86,8 +90,12 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
     notes = built.notes + notes + recorded.notes
 
     where = next((p.device for p in model.parameters()), torch.device(device))
+    memory = estimate_memory(recorded)  # the forward's peak, the kept copies, and what a backward keeps
+    needed = memory.peak_bytes + (estimate if keep else 0) + (memory.activation_bytes if grads else 0)
+    check_fits(needed, where, f"dumping {model_name(model_or_spec)}")
     real_inputs = [t.to(where) for t in inputs]
-    with cap, torch.set_grad_enabled(grads):
+    with hands_off(model, real=True, train=train, owned=isinstance(model_or_spec, str)), cap, \
+            torch.set_grad_enabled(grads):
         output = model(*real_inputs)
         if grads:
             cap.backward(objective(output, target))
@@ -98,7 +106,7 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
         "model": model_name(model_or_spec), "inputs": [list(t.shape) for t in inputs],
         "images": list(images) if images else None,
         "normalisation": {"mean": list(mean), "std": list(std)} if images else None,
-        "seed": None if images else seed, "device": str(where), "training": model.training,
+        "seed": None if images else seed, "device": str(where), "training": train,
         "objective": _objective_text(output, target) if grads else None,
         "estimated_bytes": estimate, "inspectlab": __version__, "torch": torch.__version__, "notes": notes,
     }

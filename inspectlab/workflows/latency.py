@@ -32,6 +32,7 @@ from inspectlab.runtime.latency import (
 from inspectlab.runtime.memory import check_fits
 from inspectlab.runtime.per_layer import per_layer_breakdown
 from inspectlab.tracing.inputs import example_inputs, torch_dtype
+from inspectlab.workflows.guard import hands_off
 from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
 from inspectlab.workflows.trace import trace
 
@@ -88,7 +89,9 @@ def latency(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     input_dtype = dtype_name if cast_to is not None else trace_dtype
     clock = Clock(target)
     results = []
-    with run_settings(threads, cudnn_benchmark if target.type == "cuda" else None):
+    copied = owned or model is not built.module
+    with hands_off(model, real=True, owned=copied, copies=False), \
+            run_settings(threads, cudnn_benchmark if target.type == "cuda" else None):
         conditions = RunConditions(
             model=label, device=str(target), device_name=device_name(target), torch_version=torch.__version__,
             threads=torch.get_num_threads(), dtype=dtype_name, precision=mode,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow, RfRow, field_report, field_rows, receptive_fields
 from inspectlab.analysis.report import Report
 from inspectlab.core.errors import InspectlabError
@@ -18,9 +19,14 @@ from inspectlab.core.shapes import InputSize, shape_text
 from inspectlab.render.erf_plot import erf_png
 from inspectlab.runtime.effective_rf import effective_field, load_weights
 from inspectlab.runtime.empirical_rf import EmpiricalRow, check_fields
+from inspectlab.runtime.memory import check_fits
 from inspectlab.workflows.files import write_files
+from inspectlab.workflows.guard import hands_off
 from inspectlab.workflows.models import ModelOrSpec, model_name, resolve
 from inspectlab.workflows.trace import trace
+
+if TYPE_CHECKING:
+    from inspectlab.tracing.records import Trace
 
 UNITS = ("centre", "first", "last")
 
@@ -88,16 +94,26 @@ def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args:
     result = FieldResult(report, tuple(recorded.tensors[fields.input_id].shape))
     if not (empirical or erf):
         return result
+    check_fits(_autograd_peak(recorded), torch.device(device), f"the autograd runs of {model_name(model_or_spec)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = resolve(model_or_spec, args, device="cpu").module
-    if empirical:
-        checks = check_fields(network, fields, rows, result.input_shape, device, list(units))
-        report.layers, result.check = _attach_checks(report.layers, checks)
-    if erf is not None:
-        result.effective = _effective_field(network, fields, erf_layer, result.input_shape, samples, seed, device,
-                                            weights, erf, force, model_name(model_or_spec))
+    with hands_off(network, real=True, owned=isinstance(model_or_spec, str)):  # --weights load into it
+        if empirical:
+            checks = check_fields(network, fields, rows, result.input_shape, device, list(units))
+            report.layers, result.check = _attach_checks(report.layers, checks)
+        if erf is not None:
+            result.effective = _effective_field(network, fields, erf_layer, result.input_shape, samples, seed,
+                                                device, weights, erf, force, model_name(model_or_spec))
     return result
+
+
+def _autograd_peak(recorded: Trace) -> int:
+    """The most the checks hold: a float64 copy of the model (8 bytes an element where the float32 trace
+    counts 4) with every activation of its forward kept for the backward, for a batch of up to 4 inputs (the
+    ERF's chunk)."""
+    memory = estimate_memory(recorded)
+    return 2 * (memory.param_bytes + memory.buffer_bytes + 4 * memory.activation_bytes)
 
 
 def _attach_checks(rows: list[Any], checks: list[EmpiricalRow]) -> tuple[list[Any], FieldCheck]:

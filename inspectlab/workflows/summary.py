@@ -6,26 +6,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+
 from inspectlab.analysis.conventions import ConventionRow, convention_rows
 from inspectlab.analysis.flops import count_flops
+from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import TreeNode, module_tree
 from inspectlab.analysis.report import Report
 from inspectlab.analysis.summary import LayerRow, summarize
 from inspectlab.core.shapes import InputSize
+from inspectlab.runtime.memory import check_fits
 from inspectlab.runtime.peers import peer_totals
 from inspectlab.tracing.inputs import example_inputs, on_device
-from inspectlab.workflows.models import ModelOrSpec, model_name, resolve
-from inspectlab.workflows.trace import trace
+from inspectlab.workflows.guard import hands_off
+from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
+from inspectlab.workflows.trace import SEED, trace
 
 
 def summary(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
-            receptive_field: bool = False) -> Report[LayerRow]:
+            receptive_field: bool = False, train: bool = False) -> Report[LayerRow]:
     """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
     `receptive_field` adds each row's receptive field and stride."""
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
-                     backward=backward)
+                     backward=backward, train=train)
     return summarize(recorded, model_name(model_or_spec), depth=depth, backward=backward,
                      receptive_field=receptive_field)
 
@@ -34,15 +39,23 @@ def flops(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
           backward: bool = False, compare: bool = False) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number
-    from a real CPU run of the peer libraries."""
-    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, backward=backward)
-    count = count_flops(recorded)
-    peers: dict[str, Any] = {}
-    if compare:
-        real_model = resolve(model_or_spec, args, device="cpu").module
+    from a real CPU run of the peer libraries, on the same model instance and the same input tensors as the
+    inspectlab numbers (a forward that depends on values then counts the same thing everywhere)."""
+    if not compare:
+        recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, backward=backward)
+        count = count_flops(recorded)
+        peers: dict[str, Any] = {}
+    else:
+        built = resolve(model_or_spec, args, device="cpu")
+        shapes = input_shapes(model_or_spec, input_size)
         inputs = on_device(input_data, "cpu") if input_data is not None else example_inputs(
-            [tuple(s) for s in recorded.shapes(recorded.inputs)], "float32", "cpu")
-        peers = peer_totals(real_model, inputs, backward)
+            shapes, "float32", "cpu", seed=SEED)
+        recorded = trace(built.module, input_data=inputs, backward=backward)
+        recorded.notes[:0] = built.notes
+        count = count_flops(recorded)
+        check_fits(estimate_memory(recorded).peak_bytes, torch.device("cpu"), f"{model_name(model_or_spec)}'s peers")
+        with hands_off(built.module, real=True, owned=isinstance(model_or_spec, str)):
+            peers = peer_totals(built.module, inputs, backward)
     totals = summarize(recorded, model_name(model_or_spec), depth=0, backward=backward, count=count)
     return Report(model=totals.model, inputs=totals.inputs, layers=convention_rows(count, backward, peers),
                   totals=totals.totals, extra=totals.extra)

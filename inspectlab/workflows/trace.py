@@ -1,48 +1,118 @@
 """The Trace of a model: built on the meta device, recorded in one pass, with the one fallback to a real
-run (a forward that needs values), always recorded as a note."""
+run (a forward that needs values), always recorded as a note. Every pass goes through `hands_off`: the user's
+module is left as it was, and a real run's input is seeded, so the same call gives the same numbers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.core.shapes import InputSize
+import torch
+from torch import nn
+
+from inspectlab.analysis.memory import estimate_memory
+from inspectlab.analysis.params import count_params
+from inspectlab.core.shapes import InputSize, Shape
+from inspectlab.runtime.memory import check_fits
 from inspectlab.tracing.build import paused_gc
 from inspectlab.tracing.inputs import example_inputs, on_device, torch_dtype
 from inspectlab.tracing.recorder import NeedsRealRun, record
-from inspectlab.workflows.models import ModelOrSpec, build, input_shapes
+from inspectlab.workflows.guard import hands_off
+from inspectlab.workflows.models import ModelOrSpec, build, input_shapes, model_name
 
 if TYPE_CHECKING:
     from inspectlab.tracing.records import Trace
 
+SEED = 0  # the seed of every random input of a real run
+# Ops whose result depends on the input's values: a trace holding one counts what this input made happen.
+VALUE_DEPENDENT = ("aten.nonzero", "aten._local_scalar_dense", "aten.masked_select", "aten.unique",
+                   "aten._unique2", "aten.unique_dim", "aten.unique_consecutive", "aten.argwhere",
+                   "aten.index_put_", "aten.masked_scatter")
+
 
 def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          device: str = "meta", dtype: str = "float32", backward: bool = False) -> Trace:
+          device: str = "meta", dtype: str = "float32", backward: bool = False, train: bool = False,
+          force: bool = False) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors.
 
     Runs on the meta device by default, so its cost does not depend on the input size; a model whose
-    forward needs real values falls back to a real run on the CPU, and the Trace's notes say so.
+    forward needs real values falls back to a real run on the CPU, and the Trace's notes say so. Every pass
+    runs in eval mode unless `train`. A real run is refused (unless `force`) when its estimated peak does
+    not fit the device's free memory.
     """
-    built = build(model_or_spec, args, device) if isinstance(model_or_spec, str) else None
+    owned = isinstance(model_or_spec, str)
+    built = build(model_or_spec, args, device if device == "meta" else "meta") if owned else None
     model = built.module if built is not None else model_or_spec
     notes = list(built.notes) if built is not None else []
     data = list(input_data) if input_data is not None else None
     shapes = [tuple(t.shape) for t in data] if data is not None else input_shapes(model_or_spec, input_size)
     try:
-        inputs = on_device(data, device) if data is not None else example_inputs(shapes, dtype, device)
-        with paused_gc():
-            result = record(model, inputs, device=device, backward=backward, dtype=torch_dtype(dtype))
+        meta = _record(model, data, shapes, "meta", dtype, backward, train, owned)
     except NeedsRealRun as reason:
-        real_device = "cpu" if device == "meta" else device
-        if built is not None:
-            rebuilt = build(model_or_spec, args, real_device)
-            model, notes = rebuilt.module, list(rebuilt.notes)
-        else:
-            real_device = next((p.device.type for p in model.parameters()), "cpu")
-        inputs = on_device(data, real_device) if data is not None else example_inputs(shapes, dtype, real_device)
-        with paused_gc():
-            result = record(model, inputs, device=real_device, backward=backward, dtype=torch_dtype(dtype))
-        result.notes.append(f"the forward cannot run on the meta device ({reason}); ran on {real_device} instead")
+        meta, real_reason = None, reason
+    if device == "meta" and meta is not None:
+        meta.notes[:0] = notes
+        return _noted(meta)
+    # a real run: on `device`, or on the CPU (the device of a user's module) when the meta pass cannot run
+    real_device = device if device != "meta" else "cpu"
+    if not owned:
+        real_device = next((p.device.type for p in model.parameters()), real_device) if device == "meta" else device
+    needed = _estimate(meta, model, shapes, dtype)
+    if not force:
+        check_fits(needed, _torch_device(real_device), f"{model_name(model_or_spec)} on {real_device}",
+                   0 if owned else _bytes_on(model, real_device))
+    if owned:
+        rebuilt = build(model_or_spec, args, real_device)
+        model, notes = rebuilt.module, list(rebuilt.notes)
+    result = _record(model, data, shapes, real_device, dtype, backward, train, owned)
+    if meta is None:
+        result.notes.append(f"the forward cannot run on the meta device ({real_reason}); ran on {real_device} "
+                            f"instead, with a seeded random input")
     result.notes[:0] = notes
+    return _noted(result)
+
+
+def _record(model: nn.Module, data: list[Any] | None, shapes: Sequence[Shape], device: str, dtype: str,
+            backward: bool, train: bool, owned: bool) -> Trace:
+    inputs = on_device(data, device) if data is not None else example_inputs(
+        shapes, dtype, device, seed=None if device == "meta" else SEED)
+    with hands_off(model, real=device != "meta", train=train, owned=owned), paused_gc():
+        return record(model, inputs, device=device, backward=backward, dtype=torch_dtype(dtype))
+
+
+def _noted(result: Trace) -> Trace:
+    """Add one note when the counts depend on the input's values: an op of VALUE_DEPENDENT, or indexing by a
+    boolean mask (`x[x > 0]`, whose size is the number of True entries)."""
+    found = sorted({op.packet for op in result.ops if op.packet in VALUE_DEPENDENT or (
+        op.packet in ("aten.index", "aten.index_put", "aten.index_put_")
+        and any(result.tensors[t].dtype == "bool" for t in op.inputs[1:]))})
+    if found:
+        result.notes.append(f"the counts depend on the input's values ({', '.join(found)}): another input may "
+                            f"give other numbers")
     return result
+
+
+def _estimate(meta: Trace | None, model: nn.Module, shapes: Sequence[Shape], dtype: str) -> int:
+    """The peak of a real run: the meta trace's estimate, else (no meta trace) a lower bound: the model's
+    parameters and buffers and the inputs."""
+    if meta is not None:
+        return estimate_memory(meta).peak_bytes
+    counts = count_params(model)
+    itemsize = torch_dtype(dtype).itemsize
+    return counts.bytes + counts.buffer_bytes + sum(itemsize * _numel(shape) for shape in shapes)
+
+
+def _numel(shape: Shape) -> int:
+    total = 1
+    for dim in shape:
+        total *= dim
+    return total
+
+
+def _bytes_on(model: nn.Module, device: str) -> int:
+    return count_params(model, device=device).state_bytes
+
+
+def _torch_device(device: str) -> torch.device:
+    return torch.device(device)
