@@ -15,8 +15,8 @@ from cli_helpers import assert_one_line_error, run_cli
 from torch import nn
 
 from inspectlab import api
-from inspectlab.core.arguments import describe_error, first_line, parse_bytes
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.arguments import parse_bytes
+from inspectlab.core.errors import InspectlabError, describe_error, first_line
 from inspectlab.core.shapes import MAX_ELEMENTS, parse_batches, parse_shape, parse_sizes
 from inspectlab.render.columns import summary_columns
 from inspectlab.render.frames import frame_rows
@@ -239,6 +239,13 @@ def test_a_message_of_many_lines_is_cut_to_its_first_line(factories: str) -> Non
     assert "second" not in result.output
     debug = run_cli("--debug", "summary", f"{factories}:chatty")
     assert debug.exit_code != 0 and "a second line" in str(debug.exception)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS is available here: --device mps works")
+def test_device_mps_without_mps_is_one_short_line() -> None:
+    result = run_cli("summary", "lenet5", "--device", "mps")
+    assert_one_line_error(result, "'MPS' backend", "--debug shows the rest")
+    assert len(result.output) < 300 and "AutogradMPS" not in result.output
 
 
 def test_the_meta_fallback_note_is_one_line(factories: str) -> None:

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from inspectlab.cli.usage import OneLineUsageErrors
-from inspectlab.core.arguments import describe_error, parse_builder_args
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.arguments import parse_builder_args
+from inspectlab.core.errors import InspectlabError, describe_error
 from inspectlab.core.io import write_atomic
 from inspectlab.core.shapes import parse_shapes
 from inspectlab.render import formats

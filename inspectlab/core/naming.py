@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from inspectlab.core.errors import InspectlabError
+from inspectlab.core.shapes import quoted
 
 ROOT = "(root)"
 _PATTERN_CHARACTERS = re.compile(r"^re:|[*?\[\]\\^$()+|{}]")
@@ -46,8 +47,8 @@ def matches(pattern: str, name: str) -> bool:
     if pattern.startswith("re:"):
         try:
             expression = re.compile(pattern[3:])
-        except re.error as exc:
-            raise InspectlabError(f"malformed regular expression {pattern[3:]!r}: {exc}") from None
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: OverflowError
+            raise InspectlabError(f"malformed regular expression {quoted(pattern[3:])}: {exc}") from None
         return bool(expression.fullmatch(name) or expression.fullmatch(shown))
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(shown, pattern)
 
@@ -64,7 +65,7 @@ def select(patterns: Sequence[str] | str | None, names: Iterable[str], option: s
     for pattern in patterns:
         matched = {name for name in names if matches(pattern, name)}
         if not matched:
-            raise InspectlabError(f"no module matches {option} {pattern!r}{nearest(pattern, names)}")
+            raise InspectlabError(f"no module matches {option} {quoted(pattern)}{nearest(pattern, names)}")
         chosen |= matched
     return [name for name in names if name in chosen]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inspectlab.core.errors import InspectlabError
-from inspectlab.core.shapes import shape_text
+from inspectlab.core.shapes import quoted, shape_text
 from inspectlab.render.formats import Column, human_bytes, human_count, percent, thousands
 
 
@@ -82,10 +82,10 @@ def summary_columns(selection: str) -> list[Column]:
     for name in (k.strip() for k in selection.split(",") if k.strip()):
         name = SUMMARY_ALIASES.get(name, name)
         if name not in SUMMARY_COLUMNS:
-            raise InspectlabError(f"unknown column {name!r}; choose from {', '.join(SUMMARY_COLUMNS)}")
+            raise InspectlabError(f"unknown column {quoted(name)}; choose from {', '.join(SUMMARY_COLUMNS)}")
         chosen.append(CATALOGUE[name])
     if not chosen:
-        raise InspectlabError(f"empty --columns {selection!r}; choose from {', '.join(SUMMARY_COLUMNS)}")
+        raise InspectlabError(f"empty --columns {quoted(selection)}; choose from {', '.join(SUMMARY_COLUMNS)}")
     return chosen
 
 

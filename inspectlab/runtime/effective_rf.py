@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow
-from inspectlab.core.arguments import first_line
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError, first_line
 from inspectlab.runtime.row_outputs import row_tensor, run_with_hooks
 from inspectlab.tracing.inputs import example_inputs
 

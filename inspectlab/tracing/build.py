@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.core.arguments import describe_error, first_line
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError, describe_error, first_line
 
 if TYPE_CHECKING:
     from torch import nn

@@ -27,9 +27,9 @@ from inspectlab.analysis.compare import (
 from inspectlab.analysis.conventions import convention_total
 from inspectlab.analysis.flops import count_flops
 from inspectlab.analysis.summary import summarize
-from inspectlab.core.arguments import ModelChoice, as_choice, describe_error
+from inspectlab.core.arguments import ModelChoice, as_choice
 from inspectlab.core.conventions import convention_key
-from inspectlab.core.errors import InspectlabError
+from inspectlab.core.errors import InspectlabError, describe_error
 from inspectlab.core.shapes import Shape, as_shapes
 from inspectlab.render.frames import to_frame
 from inspectlab.workflows.latency import latency

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import cache_dir, write_atomic
-from inspectlab.core.shapes import IMAGENET, InputSize, Shape, as_shapes
+from inspectlab.core.shapes import IMAGENET, InputSize, Shape, as_shapes, check_size
 from inspectlab.models import registry
 from inspectlab.tracing.build import Built, paused_gc, run_builder
 
@@ -46,7 +46,10 @@ def input_shapes(model_or_spec: ModelOrSpec, input_size: InputSize | None) -> li
     if input_size is None:
         return [registry.default_input(model_or_spec) if isinstance(model_or_spec, str) and model_or_spec
                 else IMAGENET]
-    return as_shapes(input_size)
+    shapes = as_shapes(input_size)
+    for shape in shapes:
+        check_size(shape, f"input {list(shape)}")
+    return shapes
 
 
 def model_name(model_or_spec: ModelOrSpec) -> str:

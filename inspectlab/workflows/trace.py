@@ -12,6 +12,7 @@ from torch import nn
 
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params
+from inspectlab.core.errors import first_line
 from inspectlab.core.shapes import InputSize, Shape
 from inspectlab.runtime.memory import check_fits
 from inspectlab.tracing.build import paused_gc
@@ -67,8 +68,8 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
         model, notes = rebuilt.module, list(rebuilt.notes)
     result = _record(model, data, shapes, real_device, dtype, backward, train, owned)
     if meta is None:
-        result.notes.append(f"the forward cannot run on the meta device ({real_reason}); ran on {real_device} "
-                            f"instead, with a seeded random input")
+        result.notes.append(f"the forward cannot run on the meta device ({first_line(str(real_reason))}); ran on "
+                            f"{real_device} instead, with a seeded random input")
     result.notes[:0] = notes
     return _noted(result)
 
