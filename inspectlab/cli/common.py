@@ -54,14 +54,15 @@ class ExportFormat(str, Enum):
 
 
 ModelArg = Annotated[
-    str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, or path/to/file.py:factory.")
+    str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, timm:NAME, smp:ARCH, or "
+                        "path/to/file.py:factory.")
 ]
 ArgsOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
 DepthOption = Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")]
 InputOption = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", help="Input shape B,C,H,W or B,T,C,H,W (repeat for several inputs). "
-                 "Default: the zoo model's default input, else 1,3,224,224."),
+                 "Default: the model's own (zoo, timm) default input, else 1,3,224,224 (smp: 1,3,512,512)."),
 ]
 OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]

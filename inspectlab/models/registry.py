@@ -3,6 +3,8 @@
 A spec is one of:
 - a zoo name or alias (`unet`, `deeplabv3plus_resnet50`), built by its registered builder;
 - `tv:NAME`, any torchvision model, built without weights (nothing is ever downloaded);
+- `timm:NAME` and `smp:ARCH`, a timm model or a segmentation_models_pytorch network, likewise
+  (`inspectlab.models.sources`: optional extras, imported only when such a spec is built);
 - `path/to/file.py:factory` or `package.module:factory`, a user's own model.
 
 The table below is plain data, so that looking a name up does not import torch. `recipe(spec, args)` says
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import did_you_mean
 from inspectlab.core.shapes import IMAGENET, SEGMENTATION, Shape
+from inspectlab.models import sources
 
 if TYPE_CHECKING:
     from torch import nn
@@ -123,9 +126,15 @@ def lookup(name: str) -> ModelEntry:
 
 
 def default_input(spec: str) -> Shape:
-    """The input shape a spec is analysed at when the user gives none."""
+    """The input shape a spec is analysed at when the user gives none: the zoo entry's, a timm model's own
+    (its pretrained config), smp's 1×3×512×512 (DPT: its ViT encoder's size), else 1×3×224×224. The timm
+    and smp ones import their library, and so torch; zoo names import nothing."""
     if _is_zoo_name(spec):
         return lookup(spec).default_input
+    if spec.startswith("timm:"):
+        return sources.timm_default_input(spec[5:], spec)
+    if spec.startswith("smp:"):
+        return sources.smp_default_input(spec[4:], spec)
     return IMAGENET
 
 
@@ -143,10 +152,15 @@ class Recipe:
 
 
 def recipe(spec: str, kwargs: Mapping[str, Any] | None = None) -> Recipe:
-    """The builder of a zoo name, `tv:NAME` or `file.py:factory`, with its arguments checked."""
+    """The builder of a zoo name, `tv:NAME`, `timm:NAME`, `smp:ARCH` or `file.py:factory`, with its arguments
+    checked (and those that would download weights refused)."""
     kwargs = dict(kwargs or {})
     if spec.startswith("tv:"):
         builder = _torchvision_builder(spec[3:], kwargs)
+    elif spec.startswith("timm:"):
+        builder = sources.timm_builder(spec[5:], kwargs, spec)
+    elif spec.startswith("smp:"):
+        builder = sources.smp_builder(spec[4:], kwargs, spec)
     elif _is_zoo_name(spec):
         entry = lookup(spec)
         builder, kwargs = entry.load_builder(), {**entry.kwargs, **kwargs}
