@@ -3,6 +3,7 @@
 # torchvision model (never downloads weights), and path/to/file.py:factory or package.module:factory.
 # Run from the repository root with the package installed:  bash examples/zoo.sh
 set -euo pipefail
+PATH="$(pwd)/.venv/bin:$PATH"
 run() { echo "\$ $*"; "$@"; echo; }
 
 # The zoo: name, family, params (counted on the meta device), default input, description.
