@@ -75,20 +75,20 @@ def dump(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
          png: str | None = None, stats_only: bool = False, force: bool = False, max_bytes: int | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
          args: Mapping[str, Any] | None = None, device: str = "cpu", top_k: int = 16, seed: int = 0,
-         train: bool = False) -> DumpResult:
+         train: bool = False, weights: str | None = None, strict: bool = True) -> DumpResult:
     """Capture selected outputs (and gradients) for one input and write them with a JSON manifest
     (docs/dump.md); the forward runs in eval mode unless `train`."""
     from inspectlab.workflows.dump import dump as run_dump
 
     return run_dump(model_or_spec, input_size, images=images, layers=layers, types=types, grads=grads, target=target,
                  out=out, png=png, stats_only=stats_only, force=force, max_bytes=max_bytes, mean=mean, std=std,
-                 args=args, device=device, top_k=top_k, seed=seed, train=train)
+                 args=args, device=device, top_k=top_k, seed=seed, train=train, weights=weights, strict=strict)
 
 
 def compare(models: Sequence[nn.Module | str | Any], input_size: InputSize | None = None, *, latency: bool = False,
             device: str = "cpu", convention: str = "inspectlab", warmup: int = 5, iters: int | None = None,
-            min_time: float | None = None, threads: int | None = None, progress: Progress | None = None
-            ) -> pd.DataFrame:
+            min_time: float | None = None, threads: int | None = None, progress: Progress | None = None,
+            weights: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per model as a pandas DataFrame (docs/compare.md): params, MACs, FLOPs, other FLOPs, activation
     and peak memory, output stride, receptive field of the output (+ global flag), latency p50/p90 (`latency`,
     on `device`, with warmup/iters/min_time/threads as in `latency`), MACs per param and per output pixel, and
@@ -96,13 +96,14 @@ def compare(models: Sequence[nn.Module | str | Any], input_size: InputSize | Non
     from inspectlab.workflows.compare import compare_models
 
     timing = _timing(latency, device, warmup, iters, min_time, threads)
-    return compare_models(models, input_size, convention=convention, timing=timing, progress=progress)
+    return compare_models(models, input_size, convention=convention, timing=timing, progress=progress,
+                          weights=weights)
 
 
 def sweep(model_or_spec: nn.Module | str | Any, sizes: Sequence[int | tuple[int, int]] | str, *,
           input_size: Sequence[int] | None = None, args: Mapping[str, Any] | None = None, latency: bool = False,
           device: str = "cpu", warmup: int = 5, iters: int | None = None, min_time: float | None = None,
-          threads: int | None = None, progress: Progress | None = None) -> pd.DataFrame:
+          threads: int | None = None, progress: Progress | None = None, weights: str | None = None) -> pd.DataFrame:
     """MACs, memory (and latency) per input size as a DataFrame (docs/compare.md); `attrs["exponents"]` holds
     each quantity's fitted exponent against the pixels (MACs ∝ pixels^1 for a fully convolutional network).
     Sizes: 224 (square), (512, 1024) (H, W) or "224,512,1024x2048"; `input_size` is the N×C×H×W template."""
@@ -111,7 +112,8 @@ def sweep(model_or_spec: nn.Module | str | Any, sizes: Sequence[int | tuple[int,
     pairs = parse_sizes(sizes) if isinstance(sizes, str) else [
         (s, s) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in sizes]
     return sweep_model(model_or_spec, pairs, input_size=tuple(input_size) if input_size else None,
-                       args=args, timing=_timing(latency, device, warmup, iters, min_time, threads), progress=progress)
+                       args=args, timing=_timing(latency, device, warmup, iters, min_time, threads), progress=progress,
+                       weights=weights)
 
 
 def _timing(latency: bool, device: str, warmup: int, iters: int | None, min_time: float | None,
@@ -135,7 +137,8 @@ def write_reports(rows: Sequence[Mapping[str, Any]], attrs: Mapping[str, Any], p
 
 def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, device: str = "meta",
-          dtype: str = "float32", backward: bool = False, train: bool = False) -> Trace:
+          dtype: str = "float32", backward: bool = False, train: bool = False, weights: str | None = None,
+          strict: bool = True) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors. On the meta
     device by default (its cost does not depend on the input size); a forward that needs real values runs on
     the CPU instead (with a seeded input), and the Trace's notes say so. The pass runs in eval mode unless
@@ -143,28 +146,32 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
     from inspectlab.workflows.trace import trace as record
 
     return record(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
-                  backward=backward, train=train)
+                  backward=backward, train=train, weights=weights, strict=strict)
 
 
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
-            receptive_field: bool = False, train: bool = False) -> Report[LayerRow]:
+            receptive_field: bool = False, train: bool = False, weights: str | None = None,
+            strict: bool = True) -> Report[LayerRow]:
     """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
     `receptive_field` adds each row's receptive field and stride. Counted in eval mode unless `train`."""
     from inspectlab.workflows.summary import summary as summarise
 
     return summarise(model_or_spec, input_size, input_data=input_data, args=args, depth=depth, device=device,
-                     dtype=dtype, backward=backward, receptive_field=receptive_field, train=train)
+                     dtype=dtype, backward=backward, receptive_field=receptive_field, train=train, weights=weights,
+                     strict=strict)
 
 
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          backward: bool = False, compare: bool = False) -> Report[ConventionRow]:
+          backward: bool = False, compare: bool = False, weights: str | None = None,
+          strict: bool = True) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number."""
     from inspectlab.workflows.summary import flops as count
 
-    return count(model_or_spec, input_size, input_data=input_data, args=args, backward=backward, compare=compare)
+    return count(model_or_spec, input_size, input_data=input_data, args=args, backward=backward, compare=compare,
+                 weights=weights, strict=strict)
 
 
 def tree(model_or_spec: nn.Module | str, depth: int | None = None,
@@ -177,8 +184,8 @@ def tree(model_or_spec: nn.Module | str, depth: int | None = None,
 
 def graph(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, depth: int = 2,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params"
-          ) -> graphviz.Digraph:
+          rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params",
+          weights: str | None = None, strict: bool = True) -> graphviz.Digraph:
     """The architecture as a `graphviz.Digraph` (docs/graphs.md): module calls at `depth`, the functional ops
     that carry structure (add, cat, mul, interpolate), tensors as shape-labelled edges, runs of identical
     blocks collapsed to ×k. `show` adds labels: shapes (on every edge, not only where new), params, flops (MACs),
@@ -186,7 +193,7 @@ def graph(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
     from inspectlab.workflows.graph import graph as draw
 
     return draw(model_or_spec, input_size, depth=depth, input_data=input_data, args=args, rankdir=rankdir,
-                collapse_repeats=collapse_repeats, show=show)
+                collapse_repeats=collapse_repeats, show=show, weights=weights, strict=strict)
 
 
 def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
@@ -195,7 +202,7 @@ def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
             min_time: float | None = None, channels_last: bool = False, compile: bool | str = False,
             threads: int | None = None, cudnn_benchmark: bool = True, cuda_graph: bool = False,
             per_layer: bool = False, depth: int = 1, force: bool = False,
-            progress: Progress | None = None) -> LatencyReport:
+            progress: Progress | None = None, weights: str | None = None, strict: bool = True) -> LatencyReport:
     """Time the forward pass (docs/latency.md): statistics, throughput and memory per batch size, beside the
     Trace's estimate; refused when the estimated peak exceeds the device's free memory, unless `force`."""
     from inspectlab.workflows.latency import latency as measure
@@ -203,29 +210,31 @@ def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
     return measure(model_or_spec, input_size, args=args, batches=batches, device=device, dtype=dtype,
                    precision=precision, warmup=warmup, iters=iters, min_time=min_time, channels_last=channels_last,
                    compile=compile, threads=threads, cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph,
-                   per_layer=per_layer, depth=depth, force=force, progress=progress)
+                   per_layer=per_layer, depth=depth, force=force, progress=progress, weights=weights, strict=strict)
 
 
 def receptive_field(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None) -> Report[RfRow]:
+                    input_data: Sequence[Any] | None = None, weights: str | None = None,
+                    strict: bool = True) -> Report[RfRow]:
     """Receptive fields on the whole graph (docs/receptive-field.md): one row per module output with rf,
     rf_min (shortest path), stride, padding and the global flag, for the first input's image axes.
     `layers` selects module names (a glob, or re:REGEX)."""
     from inspectlab.workflows.receptive_field import receptive_field as fields
 
-    return fields(model_or_spec, input_size, args=args, depth=depth, layers=layers, input_data=input_data)
+    return fields(model_or_spec, input_size, args=args, depth=depth, layers=layers, input_data=input_data,
+                  weights=weights, strict=strict)
 
 
 def rf(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
        depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
        erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
-       seed: int = 0, device: str = "cpu", force: bool = False) -> FieldResult:
+       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True) -> FieldResult:
     """What `inspectlab rf` does: the receptive-field table, each row checked against autograd on a linear
     positive copy (`empirical`, at `units`), and the effective field of `erf_layer` drawn to the PNG `erf`
-    (with `weights` loaded)."""
+    (`weights`: a state_dict file loaded into a spec's model for every pass)."""
     from inspectlab.workflows.receptive_field import rf as analyse
 
     return analyse(model_or_spec, input_size, args=args, depth=depth, layers=layers, empirical=empirical,
                    units=units, erf=erf, erf_layer=erf_layer, samples=samples, weights=weights, seed=seed,
-                   device=device, force=force)
+                   device=device, force=force, strict=strict)

@@ -16,11 +16,11 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.core.arguments import parse_bytes
+from inspectlab.core.checkpoints import load_into as load_weights
 from inspectlab.core.errors import InspectlabError, describe_error, first_line
 from inspectlab.core.shapes import MAX_ELEMENTS, parse_batches, parse_shape, parse_sizes
 from inspectlab.render.columns import summary_columns
 from inspectlab.render.frames import frame_rows
-from inspectlab.runtime.effective_rf import load_weights
 from inspectlab.runtime.latency import validate
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
@@ -282,7 +282,7 @@ def test_load_state_dict_failures_name_the_keys_and_shapes(tmp_path: Path) -> No
     assert "0.weight is 4×3×3×3 in the file, 8×3×3×3 in the model" in message
     assert "1 missing: 1.bias (8)" in message and "1 unexpected: 2.weight (5)" in message
     torch.save(model.state_dict(), path)
-    assert load_weights(model, str(path)) is model
+    assert load_weights(model, str(path)) == []  # strict and complete: loaded, nothing to note
 
 
 # graphs ---------------------------------------------------------------------------------------------------------

@@ -309,20 +309,23 @@ def test_roofline_by_hand():
 
 
 def test_device_peaks_measured_once_then_cached(monkeypatch, tmp_path):
-    monkeypatch.setattr(peaks_module, "_matmul_peak", lambda device, dtype: (2e9, "matmul stub"))
-    monkeypatch.setattr(peaks_module, "_copy_peak", lambda device: (1e9, "copy stub"))
+    monkeypatch.setattr(peaks_module, "_compute_peak", lambda *args: (2e9, "matmul stub"))
+    monkeypatch.setattr(peaks_module, "theoretical_peak", lambda device, dtype, threads: (None, "not known: stub"))
+    monkeypatch.setattr(peaks_module, "_bandwidth_tiers",
+                        lambda *args: (peaks_module.BandwidthTier(2**27, 1e9, "copy stub"),))
+    monkeypatch.setattr(peaks_module, "_contended", lambda *args: None)  # a quiet machine
     first = device_peaks("cpu")
     assert (tmp_path / "cache" / "device_peaks.json").exists()
 
     def refuse(*args):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(peaks_module, "_matmul_peak", refuse)
+    monkeypatch.setattr(peaks_module, "_compute_peak", refuse)
     assert device_peaks("cpu") == first and first.flops_per_s == 2e9 and first.ridge == 2.0
 
 
 def test_matmul_peak_is_a_plausible_rate():
-    flops, how = peaks_module._matmul_peak("cpu", torch.float32)
+    flops, how = peaks_module._compute_peak("cpu", torch.float32)
     assert 1e8 < flops < 1e13 and "matmul" in how
 
 

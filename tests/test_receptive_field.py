@@ -20,7 +20,8 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.analysis.receptive_field import FieldMap, call_field, field_rows, receptive_fields
-from inspectlab.runtime.effective_rf import load_weights, mass_radius
+from inspectlab.core.checkpoints import load_into as load_weights
+from inspectlab.runtime.effective_rf import mass_radius
 from inspectlab.runtime.empirical_rf import check_fields, linear_positive_copy
 
 torch.set_num_threads(1)

@@ -66,6 +66,11 @@ InputOption = Annotated[
 ]
 OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+WeightsOption = Annotated[str | None, typer.Option(
+    "--weights", help="state_dict file loaded into the model (.pt/.pth read with weights_only=True, or "
+    ".safetensors; a checkpoint's state_dict/model/model_state_dict; module./_orig_mod. prefixes stripped).")]
+NonStrictOption = Annotated[bool, typer.Option(
+    "--non-strict", help="Load the --weights keys that match; list the missing and unexpected ones.")]
 
 
 def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:

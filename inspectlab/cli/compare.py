@@ -17,6 +17,7 @@ from inspectlab.cli.common import (
     InputOption,
     ModelArg,
     TextFormat,
+    WeightsOption,
     command,
     input_sizes,
     parse_args,
@@ -25,7 +26,7 @@ from inspectlab.cli.common import (
 from inspectlab.core.arguments import parse_model
 from inspectlab.core.conventions import CONVENTIONS
 from inspectlab.core.errors import InspectlabError
-from inspectlab.core.shapes import check_size, parse_shape, parse_sizes
+from inspectlab.core.shapes import check_size, parse_shape, parse_sizes, quoted
 from inspectlab.render import report_files
 from inspectlab.render.formats import rich_table
 from inspectlab.render.frames import frame_rows
@@ -149,6 +150,8 @@ def compare_command(
     outputs: OutputsOption = None,
     force: ForceOption = False,
     title: TitleOption = None,
+    weights: Annotated[list[str] | None, typer.Option(
+        "--weights", help="MODEL=PATH: a state_dict file for one of the models (as written); repeatable.")] = None,
 ) -> None:
     """Compare models side by side: params, MACs, memory, output stride, receptive field, latency."""
 
@@ -161,8 +164,19 @@ def compare_command(
     _run_report(
         lambda progress: api.compare(choices, shapes, latency=latency, device=device, convention=convention.value,
                                      warmup=warmup, iters=iters, min_time=min_time, threads=threads,
-                                     progress=progress),
+                                     progress=progress, weights=_weights_by_model(weights)),
         fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
+
+
+def _weights_by_model(pairs: list[str] | None) -> dict[str, str]:
+    """["unet=unet.pt", "tv:resnet50=r50.pth"] -> {"unet": "unet.pt", ...} (the path after the last '=')."""
+    weights = {}
+    for pair in pairs or []:
+        model, sep, path = pair.rpartition("=")
+        if not sep or not model.strip() or not path.strip():
+            raise InspectlabError(f"malformed --weights {quoted(pair)}: give MODEL=PATH")
+        weights[model.strip()] = path.strip()
+    return weights
 
 
 @command("sweep")
@@ -174,6 +188,7 @@ def sweep_command(
         "--input", "-i", help="Template input N,C,H,W whose H and W each size replaces (default: the model's).")]
     = None,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
     latency: LatencyFlag = False,
     device: DeviceOption = "cpu",
     warmup: WarmupOption = 2,
@@ -196,7 +211,8 @@ def sweep_command(
         "--device": device if latency and device != "cpu" else None, "--warmup": warmup if latency else None,
         "--iters": iters if latency else None})
     _run_report(
-        lambda progress: api.sweep(choice, pairs, input_size=template, args=parse_args(args), latency=latency,
+        lambda progress: api.sweep(choice, pairs, input_size=template, args=parse_args(args), weights=weights,
+                                   latency=latency,
                                    device=device, warmup=warmup, iters=iters, min_time=min_time, threads=threads,
                                    progress=progress),
         fmt, outputs, force, None, title, command)

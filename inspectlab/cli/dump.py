@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from inspectlab import api
-from inspectlab.cli.common import ArgsOption, ModelArg, TableFormat, command, emit, parse_args
+from inspectlab.cli.common import (
+    ArgsOption,
+    ModelArg,
+    NonStrictOption,
+    TableFormat,
+    WeightsOption,
+    command,
+    emit,
+    parse_args,
+)
 from inspectlab.core.arguments import parse_bytes, parse_floats
 from inspectlab.core.shapes import parse_shapes, shape_text
 from inspectlab.render.formats import Column, human_bytes
@@ -52,6 +61,8 @@ def dump_command(
     fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="table, or json (the manifest).")
                    ] = TableFormat.table,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
 ) -> None:
     """Dump selected layers' outputs and gradients: safetensors/npz/pt + JSON manifest, pictures, statistics.
 
@@ -61,7 +72,8 @@ def dump_command(
         model, parse_shapes(input_size) if input_size else None, images=images, layers=layers, types=types,
         grads=grads, target=target, out=out, png=png, stats_only=stats_only, force=force,
         max_bytes=parse_bytes(max_bytes), mean=parse_floats(mean, "--mean") if mean else None,
-        std=parse_floats(std, "--std") if std else None, args=parse_args(args), device=device, top_k=top_k,
+        std=parse_floats(std, "--std") if std else None, args=parse_args(args), weights=weights,
+        strict=not non_strict, device=device, top_k=top_k,
         seed=seed,
     )
     for path in result.written + result.pngs:

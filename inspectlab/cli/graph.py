@@ -17,6 +17,8 @@ from inspectlab.cli.common import (
     ForceOption,
     InputOption,
     ModelArg,
+    NonStrictOption,
+    WeightsOption,
     command,
     input_sizes,
     parse_args,
@@ -61,6 +63,8 @@ def graph_command(
                                       "field).")] = "params",
     force: ForceOption = False,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
 ) -> None:
     """Draw the architecture: module calls at --depth, the add/cat/mul/interpolate between them, tensors as edges."""
     from inspectlab.render.graphviz_render import render_bytes, require_dot  # imports torch: not at --help
@@ -69,7 +73,8 @@ def graph_command(
     target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
     if target is not None:
         check_writable(target, force)
-    digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), rankdir=rankdir.value,
+    digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), weights=weights,
+                        strict=not non_strict, rankdir=rankdir.value,
                         collapse_repeats=collapse, show=show)
     if target is None:
         sys.stdout.write(digraph.source)

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from inspectlab import api
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, command, emit, parse_args, progress_bar
+from inspectlab.cli.common import (
+    ArgsOption,
+    DepthOption,
+    ModelArg,
+    NonStrictOption,
+    WeightsOption,
+    command,
+    emit,
+    parse_args,
+    progress_bar,
+)
 from inspectlab.core.shapes import batched, check_size, parse_batches, parse_shapes, shape_text
 from inspectlab.render.formats import Column, human_bytes, human_count, percent
 
@@ -60,6 +70,8 @@ def latency_command(
     depth: DepthOption = 1,
     force: Annotated[bool, typer.Option("--force", help="Run even when the estimate exceeds free memory.")] = False,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
 ) -> None:
     """Time the forward pass: mean, std, min, p50/p90/p99, throughput and peak memory, per batch size."""
 
@@ -71,7 +83,8 @@ def latency_command(
             check_size(shape, f"--input {shape_text(shape)} (--batch {size})")
     with progress_bar() as progress:
         report = api.latency(
-            model, shapes, args=parse_args(args), batches=batches, device=device,
+            model, shapes, args=parse_args(args), weights=weights, strict=not non_strict, batches=batches,
+            device=device,
             dtype=dtype.value, precision=precision.value, warmup=warmup, iters=iters, min_time=min_time,
             channels_last=channels_last, compile=compile_model, threads=threads,
             cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph, per_layer=per_layer, depth=depth,
@@ -177,6 +190,7 @@ def layer_columns(batch: bool) -> list[Any]:
         Column("mean_ms", "mean ms", _ms, numeric=True), Column("p50_ms", "p50 ms", _ms, numeric=True),
         Column("share", "share", percent, numeric=True),
         Column("flops", "FLOPs", human_count, numeric=True), Column("bytes", "bytes", _bytes, numeric=True),
+        Column("working_set", "working set", _bytes, numeric=True),
         Column("flops_per_s", "FLOP/s", lambda v: _rate(v, ""), numeric=True),
         Column("intensity", "FLOP/B", lambda v: f"{v:.2f}", numeric=True),
         Column("bound", "bound"), Column("roof_percent", "of roof", percent, numeric=True),
@@ -211,12 +225,31 @@ def per_layer_text(breakdown: Any) -> str:
     ]
     peaks = breakdown.peaks
     if peaks is not None:
-        lines.append(
-            f"roofline: {human_count(peaks.flops_per_s)}FLOP/s, {human_count(peaks.bytes_per_s)}B/s, ridge "
-            f"{peaks.ridge:.1f} FLOP/B ({peaks.method}); FLOPs and bytes from the Trace (bytes: every op's "
-            f"reads + writes, no cache reuse)"
-        )
+        lines.extend(roofline_lines(peaks))
     return "\n".join(lines)
+
+
+def roofline_lines(peaks: Any) -> list[str]:
+    """The roofline's numbers and where each comes from: the compute roof (measured and theoretical peak) and
+    the bandwidth roof by working-set size."""
+    measured, theoretical = peaks.measured_flops_per_s, peaks.theoretical_flops_per_s
+    if not peaks.tiers:  # peaks made by hand: one compute and one bandwidth number
+        return [f"roofline: {human_count(peaks.flops_per_s)}FLOP/s, {human_count(peaks.bytes_per_s)}B/s, ridge "
+                f"{peaks.ridge:.1f} FLOP/B ({peaks.method})"]
+    beaten = measured is not None and theoretical is not None and measured > theoretical
+    tiers = ", ".join(f"{human_bytes(tier.working_set)} {human_count(tier.bytes_per_s)}" for tier in peaks.tiers)
+    return [
+        f"roofline: compute {human_count(peaks.flops_per_s)}FLOP/s, the higher of measured "
+        f"{_rate(measured, 'FLOP/s') or 'n/a'} and theoretical {_rate(theoretical, 'FLOP/s') or 'unknown'}",
+        f"  measured: {peaks.measured}",
+        f"  theoretical: {peaks.theoretical}" + ("; the measured peak beats it: the cores run faster than that "
+                                                 "clock" if beaten else ""),
+        f"roofline: bandwidth (B/s) by working set: {tiers}; a layer's is the highest from the largest size below "
+        f"its working set upward",
+        f"  method: {peaks.method}",
+        "FLOPs, bytes (every op's reads + writes) and working set (the most one op touches, each tensor once) "
+        f"from the Trace; ridge at DRAM bandwidth {peaks.ridge:.1f} FLOP/B",
+    ]
 
 
 def _percent_of(part: float, whole: float, signed: bool = False) -> str:

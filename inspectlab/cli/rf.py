@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from inspectlab import api
-from inspectlab.cli.common import ArgsOption, ModelArg, TextFormat, command, emit, parse_args
+from inspectlab.cli.common import (
+    ArgsOption,
+    ModelArg,
+    NonStrictOption,
+    TextFormat,
+    WeightsOption,
+    command,
+    emit,
+    parse_args,
+)
 from inspectlab.core.shapes import parse_shape, shape_text
 from inspectlab.render.formats import Column
 
@@ -36,9 +45,8 @@ def rf_command(
         "--erf-layer", help="Module whose output --erf measures (default: the last one with a spatial output).")
     ] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Random inputs averaged by --erf.")] = 16,
-    weights: Annotated[str | None, typer.Option(
-        "--weights", help="state_dict file (.pt/.pth loaded with weights_only=True, or .safetensors) for --erf "
-        "(default: the random initialisation).")] = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs and initialisation.")] = 0,
     device: Annotated[str, typer.Option("--device", help="Device of --empirical and --erf runs.")] = "cpu",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --erf file.")] = False,
@@ -48,7 +56,8 @@ def rf_command(
     shape = parse_shape(input_shape) if input_shape is not None else None  # --input '' is an error
     result = api.rf(model, shape, args=parse_args(args), depth=depth, layers=layers, empirical=empirical,
                     units=[u.strip() for u in units.split(",") if u.strip()], erf=erf, erf_layer=erf_layer,
-                    samples=samples, weights=weights, seed=seed, device=device, force=force)
+                    samples=samples, weights=weights, seed=seed, device=device, force=force,
+                    strict=not non_strict)
     report = result.report
     document = report.to_dict()
     lines = _summary_lines(report)

@@ -14,7 +14,9 @@ from inspectlab.cli.common import (
     ForceOption,
     InputOption,
     ModelArg,
+    NonStrictOption,
     OutputOption,
+    WeightsOption,
     command,
     emit,
     input_sizes,
@@ -68,6 +70,8 @@ def summary_command(
     output: OutputOption = None,
     force: ForceOption = False,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
     backward: BackwardOption = False,
 ) -> None:
     """Params, MACs/FLOPs, shapes and memory per layer, and the model's totals."""
@@ -75,7 +79,8 @@ def summary_command(
     if output:
         check_writable(output, force)
     wants_rf = any(c.key in ("rf", "stride") for c in chosen)
-    report = api.summary(model, input_sizes(inputs), args=parse_args(args), depth=depth, device=device,
+    report = api.summary(model, input_sizes(inputs), args=parse_args(args), weights=weights, strict=not non_strict,
+                         depth=depth, device=device,
                          dtype=dtype, backward=backward, receptive_field=wants_rf)
     rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
     emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
@@ -96,6 +101,8 @@ def flops_command(
     output: OutputOption = None,
     force: ForceOption = False,
     args: ArgsOption = None,
+    weights: WeightsOption = None,
+    non_strict: NonStrictOption = False,
     backward: BackwardOption = False,
 ) -> None:
     """Total FLOPs/MACs under each counting convention (inspectlab, torch, fvcore, torchinfo) and why they differ."""
@@ -103,7 +110,8 @@ def flops_command(
         check_convention(convention)
     if output:
         check_writable(output, force)
-    report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare)
+    report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare,
+                       weights=weights, strict=not non_strict)
     if convention is not None:
         row = next((r for r in report.layers if r["convention"] == convention), None)
         if row is None:

@@ -46,6 +46,7 @@ class ModelChoice:
     label: str
     model: Any  # a spec string or an nn.Module
     args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # a state_dict file for a spec's model
 
 
 def parse_model(text: str) -> ModelChoice:

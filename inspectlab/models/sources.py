@@ -14,16 +14,15 @@ models with the network cut off.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import importlib
 import inspect
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from inspectlab.core.checkpoints import load_into, quiet_meta_loads
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import did_you_mean
 from inspectlab.core.shapes import IMAGENET, Shape
@@ -98,7 +97,7 @@ def timm_builder(name: str, kwargs: dict[str, Any], spec: str) -> Callable[..., 
 def _create_timm(name: str, **kwargs: Any) -> Any:
     import timm
 
-    with _quiet_meta_loads():
+    with quiet_meta_loads():
         return timm.create_model(name, **kwargs)
 
 
@@ -169,34 +168,5 @@ def _smp_architectures(smp: Any) -> dict[str, type]:
 def _smp_with_encoder_file(cls: type, path: str, **kwargs: Any) -> Any:
     """An smp network whose encoder gets the weights of a local file (strict: every key, every shape)."""
     model = cls(**kwargs)
-    with _quiet_meta_loads():
-        model.encoder.load_state_dict(_read_state_dict(path))
+    load_into(model.encoder, path)
     return model
-
-
-@contextlib.contextmanager
-def _quiet_meta_loads() -> Iterator[None]:
-    """Loading a local file into a model built on the meta device checks every key and shape and copies
-    nothing (a meta tensor has no values); torch warns once per tensor that the copy is a no-op."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter", category=UserWarning)
-        yield
-
-
-def _read_state_dict(path: str) -> Mapping[str, Any]:
-    """A state_dict from a safetensors file or a `torch.save` file (`weights_only=True`: no code runs)."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InspectlabError(f"cannot read {path} as a state_dict: {type(exc).__name__}: {exc}") from exc
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise InspectlabError(f"{path} holds a {type(state).__name__}, not a state_dict")
-    return state

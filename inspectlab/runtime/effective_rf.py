@@ -1,12 +1,11 @@
 """The effective receptive field (Luo et al., NeurIPS 2016): with the model's own weights, the mean
 |gradient| of one unit over random normal inputs, and the radii holding 50% and 90% of that mass.
-Loading a weights file for it is here too (`load_weights`)."""
+Weights files are loaded by `inspectlab.core.checkpoints`."""
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow
-from inspectlab.core.errors import InspectlabError, first_line
+from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime.row_outputs import row_tensor, run_with_hooks
 from inspectlab.tracing.inputs import example_inputs
 
@@ -90,41 +89,3 @@ def effective_field(model: nn.Module, fields: FieldMap, row: FieldRow, inputs_sh
         (heat.shape[0] - 1) / 2, (heat.shape[1] - 1) / 2)
     return EffectiveField(row.name, unit, heat, center, box, mass_radius(heat, center, 0.5),
                           mass_radius(heat, center, 0.9), samples)
-
-
-def load_weights(model: nn.Module, path: str) -> nn.Module:
-    """Load a state_dict file into `model` (torch.load with weights_only=True, or .safetensors); a dict
-    holding it under "state_dict" or "model" is unwrapped. Keys must match exactly."""
-    if not os.path.isfile(path):
-        raise InspectlabError(f"no such weights file: {path}")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state: Any = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InspectlabError(f"cannot read weights from {path}: {type(exc).__name__}: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise InspectlabError(f"{path} holds a {type(state).__name__}, not a state_dict")
-    def shape(value: Any) -> str:
-        return "×".join(map(str, value.shape)) if hasattr(value, "shape") else type(value).__name__
-
-    own = model.state_dict()
-    wrong = [f"{key} is {shape(value)} in the file, {shape(own[key])} in the model" for key, value in state.items()
-             if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape)]
-    missing = [f"{key} ({shape(own[key])})" for key in own if key not in state]
-    unexpected = [f"{key} ({shape(state[key])})" for key in state if key not in own]
-    problems = [f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for what, keys in (
-        ("with another shape", wrong), ("missing", missing), ("unexpected", unexpected)) if keys]
-    if problems:  # the first keys of each kind, and their shapes, in one line
-        raise InspectlabError(f"{path} does not fit the model: {'; '.join(problems)}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # anything else load_state_dict refuses (a value that is not a tensor, ...)
-        raise InspectlabError(f"{path} does not fit the model: {first_line(str(exc))}") from exc
-    return model

@@ -1,5 +1,6 @@
 """Per-layer latency: forward hooks time each module call at a chosen depth over repeated runs; the Trace
-adds each call's FLOPs and bytes, which place it on the device's roofline.
+adds each call's FLOPs, bytes and working set, which place it on the device's roofline (`DevicePeaks`: a
+compute roof, and a bandwidth roof per working-set size).
 
 Method: a forward pre-hook and a forward hook on every timed module read `time.perf_counter_ns` (CPU) or
 record a CUDA event (CUDA; read after the iteration's synchronize). Timed modules are those at `depth`
@@ -41,10 +42,11 @@ class LayerTime:
     share: float  # percent of the hooked forward's mean time
     flops: int | None  # from the Trace: 2 x MACs + other FLOPs of the ops inside the call
     bytes: int | None  # from the Trace: bytes read + written by those ops (no cache reuse assumed)
+    working_set: int | None  # from the Trace: the most bytes one of those ops touches (each tensor once)
     flops_per_s: float | None  # attained: flops / mean time
     intensity: float | None  # FLOP per byte
     bound: str | None  # "memory" or "compute", against the device's ridge point
-    roof_fraction: float | None  # attained / the roofline's bound at this intensity
+    roof_fraction: float | None  # attained / the roofline's bound at this intensity and working set
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,31 @@ def call_costs(trace: Trace) -> dict[str, tuple[int, int]]:
     return costs
 
 
-def roofline(flops: int | None, moved: int | None, seconds: float, peaks: DevicePeaks | None
-             ) -> tuple[float | None, float | None, str | None, float | None]:
-    """(attained FLOP/s, FLOP/byte, "memory"/"compute" bound, attained / roof) of one call."""
+def working_sets(trace: Trace) -> dict[str, int]:
+    """Per module call label: the most bytes one of its forward ops touches, each storage once (an in-place op
+    reads and writes the same bytes). The op before has just written what an op reads, so this is what a cache
+    must hold for the call to run from it."""
+    sets = {}
+    for call in trace.calls:
+        largest = 0
+        for index in call.op_range():
+            op = trace.ops[index]
+            if op.phase != "forward" or not op_bytes(op, trace):
+                continue
+            held: dict[int, int] = {}
+            for tensor_id in (*op.inputs, *op.outputs):
+                tensor = trace.tensors[tensor_id]
+                storage = tensor.storage if tensor.storage >= 0 else tensor.id
+                held[storage] = max(held.get(storage, 0), tensor.bytes)
+            largest = max(largest, sum(held.values()))
+        sets[call.label] = largest
+    return sets
+
+
+def roofline(flops: int | None, moved: int | None, seconds: float, peaks: DevicePeaks | None,
+             working_set: int | None = None) -> tuple[float | None, float | None, str | None, float | None]:
+    """(attained FLOP/s, FLOP/byte, "memory"/"compute" bound, attained / roof) of one call. The roof is
+    min(compute roof, intensity x the bandwidth roof of `working_set`; without one, the DRAM bandwidth)."""
     if flops is None or moved is None or seconds <= 0:
         return None, None, None, None
     attained = flops / seconds
@@ -188,8 +212,9 @@ def roofline(flops: int | None, moved: int | None, seconds: float, peaks: Device
     intensity = flops / moved
     if peaks is None:
         return attained, intensity, None, None
-    bound = "memory" if intensity < peaks.ridge else "compute"
-    roof = min(peaks.flops_per_s, intensity * peaks.bytes_per_s)
+    bandwidth = peaks.bandwidth(working_set)
+    bound = "memory" if intensity * bandwidth < peaks.flops_per_s else "compute"
+    roof = min(peaks.flops_per_s, intensity * bandwidth)
     return attained, intensity, bound, attained / roof
 
 
@@ -245,6 +270,7 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
     if peaks is None and roofline_peaks:
         peaks = device_peaks(str(clock.device), compute_dtype)
     costs = call_costs(trace) if trace is not None else {}
+    sets = working_sets(trace) if trace is not None else {}
     types = {call.label: (call.type, call.depth) for call in trace.calls} if trace is not None else {}
     count = len(totals)
     total_mean = sum(totals) / count / 1e6
@@ -253,13 +279,15 @@ def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace:
         mean_ms = sum(values) / count / 1e6  # runs where the call did not happen count as 0
         flops, moved = costs.get(name, (None, None))
         moved = round(moved * bytes_scale) if moved is not None else None
-        attained, intensity, bound, fraction = roofline(flops, moved, mean_ms / 1e3, peaks)
+        held = round(sets[name] * bytes_scale) if name in sets else None
+        attained, intensity, bound, fraction = roofline(flops, moved, mean_ms / 1e3, peaks, held)
         module_type, module_depth = types.get(name, ("?", depth_of(name)))
         layers.append(LayerTime(
             label=name, type=module_type, depth=module_depth, mean_ms=mean_ms,
             p50_ms=percentile(sorted(v / 1e6 for v in values), 50),
             share=100 * mean_ms / total_mean if total_mean > 0 else math.nan,
-            flops=flops, bytes=moved, flops_per_s=attained, intensity=intensity, bound=bound, roof_fraction=fraction,
+            flops=flops, bytes=moved, working_set=held, flops_per_s=attained, intensity=intensity, bound=bound,
+            roof_fraction=fraction,
         ))
     total_p50 = percentile(sorted(t / 1e6 for t in totals), 50)
     plain_p50 = percentile(sorted(t / 1e6 for t in plain), 50)

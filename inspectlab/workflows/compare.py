@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from inspectlab.analysis.compare import (
@@ -45,7 +45,7 @@ Progress = Callable[[str, float], None]  # (what is running, fraction done in [0
 def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, convention: str = "inspectlab",
                    with_field: bool = True) -> dict[str, Any]:
     """Totals of api.summary, the convention's total, the final feature map's field and the ratios."""
-    recorded = trace(choice.model, list(shapes) if shapes else None, args=choice.args)
+    recorded = trace(choice.model, list(shapes) if shapes else None, args=choice.args, weights=choice.weights)
     count = count_flops(recorded)
     totals = summarize(recorded, choice.label, depth=0, count=count).totals
     row: dict[str, Any] = {key: totals[key] for key in (
@@ -68,7 +68,8 @@ def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, conventi
 def latency_columns(choice: ModelChoice, shapes: Sequence[Shape], timing: Mapping[str, Any],
                     progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """p50/p90 of a timed run, and the run's conditions."""
-    report = latency(choice.model, list(shapes), args=choice.args, progress=progress, **timing)
+    report = latency(choice.model, list(shapes), args=choice.args, progress=progress, weights=choice.weights,
+                     **timing)
     stats = report.results[0].stats
     conditions = asdict(report.conditions)
     conditions.pop("model", None)
@@ -131,8 +132,9 @@ def _stepper(progress: Progress | None, total: int) -> Callable[[int, str], Prog
 # compare ------------------------------------------------------------------------------------------------------
 def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | None = None, *,
                    convention: str = "inspectlab", timing: Mapping[str, Any] | None = None,
-                   progress: Progress | None = None) -> pd.DataFrame:
-    """One row per model (COMPARE_KEYS, plus `<convention>_<unit>` for another convention).
+                   progress: Progress | None = None, weights: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per model (COMPARE_KEYS, plus `<convention>_<unit>` for another convention). `weights`: a
+    state_dict file per model, by its label (as written) or its spec.
 
     `timing`: None for no latency, else the options of `measure` (device, warmup, iters, min_time, ...).
     `attrs`: kind, input, convention, latency conditions (of the first timed model).
@@ -142,7 +144,10 @@ def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | 
     if convention != "inspectlab":
         convention_key(convention)  # validates
     shapes = _shapes(input_size)
-    choices = [as_choice(m) for m in models]
+    choices = [_with_weights(as_choice(m), weights or {}) for m in models]
+    unknown = set(weights or {}) - {c.label for c in choices} - {c.model for c in choices if isinstance(c.model, str)}
+    if unknown:
+        raise InspectlabError(f"--weights names no model of this comparison: {', '.join(sorted(unknown))}")
     context: dict[str, Any] = {"kind": "compare", "input": [list(s) for s in shapes] if shapes else None,
                                "convention": convention}
     step = _stepper(progress, len(choices))
@@ -160,6 +165,11 @@ def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | 
     return to_frame(rows, keys, context, INT_KEYS)
 
 
+def _with_weights(choice: ModelChoice, weights: Mapping[str, str]) -> ModelChoice:
+    path = weights.get(choice.label) or (weights.get(choice.model) if isinstance(choice.model, str) else None)
+    return replace(choice, weights=path) if path else choice
+
+
 def _shapes(input_size: Shape | Sequence[Shape] | None) -> list[Shape] | None:
     """One shape or a list of shapes as a list; None stays None (each model's default input)."""
     return None if input_size is None else as_shapes(input_size)
@@ -167,12 +177,12 @@ def _shapes(input_size: Shape | Sequence[Shape] | None) -> list[Shape] | None:
 
 def sweep_model(model: Any, sizes: Sequence[tuple[int, int]], *, input_size: Shape | None = None,
                 args: Mapping[str, Any] | None = None, timing: Mapping[str, Any] | None = None,
-                progress: Progress | None = None) -> pd.DataFrame:
+                progress: Progress | None = None, weights: str | None = None) -> pd.DataFrame:
     """One row per input size (SWEEP_KEYS); `attrs["exponents"]`: the fitted exponent of each of FITTED_KEYS
     against the pixels (H·W), e.g. MACs ∝ pixels^1 for a fully convolutional network."""
     choice = as_choice(model)
-    if args:
-        choice = ModelChoice(choice.label, choice.model, {**choice.args, **args})
+    if args or weights:
+        choice = ModelChoice(choice.label, choice.model, {**choice.args, **(args or {})}, weights or choice.weights)
     if not sizes:
         raise InspectlabError("a sweep needs at least one size")
     template = tuple(input_size) if input_size else input_shapes(choice.model, None)[0]

@@ -45,7 +45,8 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
          target: int | None = None, out: str | None = None, png: str | None = None, stats_only: bool = False,
          force: bool = False, max_bytes: int | None = None, mean: Sequence[float] | None = None,
          std: Sequence[float] | None = None, args: Mapping[str, Any] | None = None, device: str = "cpu",
-         top_k: int = 16, seed: int = 0, train: bool = False) -> DumpResult:
+         top_k: int = 16, seed: int = 0, train: bool = False, weights: str | None = None,
+         strict: bool = True) -> DumpResult:
     """Capture the selected outputs for one input (random with `seed`, or `images`) and write them. A model
     built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was). The
     forward runs in eval mode unless `train`, and leaves a user's module as it was (`workflows.guard`).
@@ -67,7 +68,7 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
     mean, std = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
     with torch.random.fork_rng(devices=[]):  # a model built here gets the same weights for the same seed
         torch.manual_seed(seed)
-        built = resolve(model_or_spec, args, device)
+        built = resolve(model_or_spec, args, device, weights, strict)
     model = built.module
     shapes = input_shapes(model_or_spec, input_size)
     pictures = None
@@ -106,7 +107,7 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
         "model": model_name(model_or_spec), "inputs": [list(t.shape) for t in inputs],
         "images": list(images) if images else None,
         "normalisation": {"mean": list(mean), "std": list(std)} if images else None,
-        "seed": None if images else seed, "device": str(where), "training": train,
+        "seed": None if images else seed, "weights": weights, "device": str(where), "training": train,
         "objective": _objective_text(output, target) if grads else None,
         "estimated_bytes": estimate, "inspectlab": __version__, "torch": torch.__version__, "notes": notes,
     }

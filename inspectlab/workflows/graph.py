@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 def graph(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, depth: int = 2,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params"
-          ) -> graphviz.Digraph:
+          rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params",
+          weights: str | None = None, strict: bool = True) -> graphviz.Digraph:
     """Module calls at `depth`, the functional ops that carry structure (add, cat, mul, interpolate), tensors
     as shape-labelled edges, runs of identical blocks collapsed to ×k; `show` adds labels."""
     chosen = parse_show(show)
-    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights, strict=strict)
     drawn = build_graph(recorded, depth, collapse_repeats, receptive_field="rf" in chosen)
     title = f"{model_name(model_or_spec)} · input {shape_text(recorded.shapes(recorded.inputs))} · depth {depth}"
     return to_digraph(drawn, chosen, rankdir, title)

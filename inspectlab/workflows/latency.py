@@ -53,7 +53,7 @@ def latency(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
             min_time: float | None = None, channels_last: bool = False, compile: bool | str = False,
             threads: int | None = None, cudnn_benchmark: bool = True, cuda_graph: bool = False,
             per_layer: bool = False, depth: int = 1, force: bool = False,
-            progress: Progress | None = None) -> LatencyReport:
+            progress: Progress | None = None, weights: str | None = None, strict: bool = True) -> LatencyReport:
     """Time a model's forward for each batch size: statistics, throughput and memory beside the Trace's
     estimate; a run whose estimated peak exceeds the device's free memory is refused unless `force`."""
     target = _target(device)
@@ -72,7 +72,8 @@ def latency(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     trace_dtype = "float32" if owned else model_dtype(model_or_spec)
     scale = kind.itemsize / torch_dtype(trace_dtype).itemsize if cast_to else 1.0
     shapes_of = {size: batched(shapes, size if batches else None) for size in sizes}
-    traces = {size: trace(model_or_spec, shapes_of[size], args=args, dtype=trace_dtype) for size in sizes}
+    traces = {size: trace(model_or_spec, shapes_of[size], args=args, dtype=trace_dtype, weights=weights,
+                          strict=strict) for size in sizes}
     estimates = {size: estimate_memory(traces[size]) for size in sizes}
     label = model_name(model_or_spec)
     if not force:
@@ -82,7 +83,7 @@ def latency(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     if mode == "autocast":
         notes.append("under autocast the memory estimate and per-layer bytes are those of the float32 trace")
 
-    built = resolve(model_or_spec, args, str(target))
+    built = resolve(model_or_spec, args, str(target), weights, strict)
     notes.extend(built.notes)
     model = prepare_model(built.module, target, cast_to, channels_last, notes, owned=owned)
     runnable: Any = torch.compile(model, backend=backend) if backend else model

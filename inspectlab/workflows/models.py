@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspectlab.core.checkpoints import load_into
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import cache_dir, write_atomic
 from inspectlab.core.shapes import IMAGENET, InputSize, Shape, as_shapes, check_size
@@ -22,11 +23,16 @@ if TYPE_CHECKING:
 ModelOrSpec = Any  # an nn.Module or a spec string (kept loose so that this module does not import torch)
 
 
-def build(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> Built:
-    """Build the model a spec names on `device` (meta allocates no weights), with the build's notes."""
+def build(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta", weights: str | None = None,
+          strict: bool = True) -> Built:
+    """Build the model a spec names on `device` (meta allocates no weights), with the build's notes;
+    `weights`: a state_dict file loaded into it (`core.checkpoints.load_into`; on meta only checked)."""
     recipe = registry.recipe(spec, args)
     with paused_gc():
-        return run_builder(recipe.builder, recipe.kwargs, device, spec)
+        built = run_builder(recipe.builder, recipe.kwargs, device, spec)
+    if weights is not None:
+        built.notes += load_into(built.module, weights, strict)
+    return built
 
 
 def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
@@ -34,10 +40,15 @@ def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = 
     return build(spec, args, device).module
 
 
-def resolve(model_or_spec: ModelOrSpec, args: Mapping[str, Any] | None = None, device: str = "meta") -> Built:
-    """A user's module as it is (never moved, copied or changed), or the model a spec names, built on `device`."""
+def resolve(model_or_spec: ModelOrSpec, args: Mapping[str, Any] | None = None, device: str = "meta",
+            weights: str | None = None, strict: bool = True) -> Built:
+    """A user's module as it is (never moved, copied or changed), or the model a spec names, built on `device`
+    with its `weights`."""
     if isinstance(model_or_spec, str):
-        return build(model_or_spec, args, device)
+        return build(model_or_spec, args, device, weights, strict)
+    if weights is not None:
+        raise InspectlabError("weights= loads a file into a model built from a spec; load it into your own module "
+                              "with load_state_dict")
     return Built(model_or_spec)
 
 

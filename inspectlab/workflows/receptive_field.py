@@ -17,7 +17,7 @@ from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
 from inspectlab.core.shapes import InputSize, shape_text
 from inspectlab.render.erf_plot import erf_png
-from inspectlab.runtime.effective_rf import effective_field, load_weights
+from inspectlab.runtime.effective_rf import effective_field
 from inspectlab.runtime.empirical_rf import EmpiricalRow, check_fields
 from inspectlab.runtime.memory import check_fits
 from inspectlab.workflows.files import write_files
@@ -66,16 +66,17 @@ class FieldResult:
 
 def receptive_field(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None) -> Report[RfRow]:
+                    input_data: Sequence[Any] | None = None, weights: str | None = None,
+                    strict: bool = True) -> Report[RfRow]:
     """One row per module output with rf, rf_min (shortest path), stride, padding and the global flag."""
-    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args)
+    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights, strict=strict)
     return field_report(receptive_fields(recorded), model_name(model_or_spec), depth, layers)
 
 
 def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
        depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
        erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
-       seed: int = 0, device: str = "cpu", force: bool = False) -> FieldResult:
+       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True) -> FieldResult:
     """The receptive-field table, checked against autograd (`empirical`) and with the effective field of
     `erf_layer` written as a PNG to `erf`. A spec is built for the real runs under a forked RNG seeded with
     `seed` (the process's RNG is left as it was)."""
@@ -85,7 +86,7 @@ def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args:
         raise InspectlabError("--samples must be at least 1")
     if erf is not None:
         check_writable(erf, force)  # before any work
-    recorded = trace(model_or_spec, input_size, args=args)
+    recorded = trace(model_or_spec, input_size, args=args, weights=weights, strict=strict)
     fields = receptive_fields(recorded)
     rows = field_rows(fields, depth, layers)
     if layers and not rows:
@@ -97,8 +98,8 @@ def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args:
     check_fits(_autograd_peak(recorded), torch.device(device), f"the autograd runs of {model_name(model_or_spec)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = resolve(model_or_spec, args, device="cpu").module
-    with hands_off(network, real=True, owned=isinstance(model_or_spec, str)):  # --weights load into it
+        network = resolve(model_or_spec, args, "cpu", weights, strict).module
+    with hands_off(network, real=True, owned=isinstance(model_or_spec, str)):
         if empirical:
             checks = check_fields(network, fields, rows, result.input_shape, device, list(units))
             report.layers, result.check = _attach_checks(report.layers, checks)
@@ -140,8 +141,6 @@ def _attach_checks(rows: list[Any], checks: list[EmpiricalRow]) -> tuple[list[An
 def _effective_field(network: torch.nn.Module, fields: FieldMap, layer: str | None, shape: tuple[int, ...],
                      samples: int, seed: int, device: str, weights: str | None, path: str, force: bool,
                      model: str) -> EffectiveFieldResult:
-    if weights:
-        load_weights(network, weights)
     row = _erf_row(field_rows(fields), layer, model)
     measured = effective_field(network, fields, row, shape, samples, seed, device)
     title = (f"{model} · {row.name} unit ({measured.unit[0]}, {measured.unit[1]}) · ERF over {samples} random "

@@ -26,27 +26,30 @@ from inspectlab.workflows.trace import SEED, trace
 def summary(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
             input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
-            receptive_field: bool = False, train: bool = False) -> Report[LayerRow]:
+            receptive_field: bool = False, train: bool = False, weights: str | None = None,
+            strict: bool = True) -> Report[LayerRow]:
     """Params, MACs/FLOPs, shapes and memory per module call (down to `depth`) and in total;
     `receptive_field` adds each row's receptive field and stride."""
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, device=device, dtype=dtype,
-                     backward=backward, train=train)
+                     backward=backward, train=train, weights=weights, strict=strict)
     return summarize(recorded, model_name(model_or_spec), depth=depth, backward=backward,
                      receptive_field=receptive_field)
 
 
 def flops(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
-          backward: bool = False, compare: bool = False) -> Report[ConventionRow]:
+          backward: bool = False, compare: bool = False, weights: str | None = None,
+          strict: bool = True) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number
     from a real CPU run of the peer libraries, on the same model instance and the same input tensors as the
     inspectlab numbers (a forward that depends on values then counts the same thing everywhere)."""
     if not compare:
-        recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, backward=backward)
+        recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, backward=backward,
+                         weights=weights, strict=strict)
         count = count_flops(recorded)
         peers: dict[str, Any] = {}
     else:
-        built = resolve(model_or_spec, args, device="cpu")
+        built = resolve(model_or_spec, args, "cpu", weights, strict)
         shapes = input_shapes(model_or_spec, input_size)
         inputs = on_device(input_data, "cpu") if input_data is not None else example_inputs(
             shapes, "float32", "cpu", seed=SEED)

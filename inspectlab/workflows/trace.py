@@ -19,7 +19,7 @@ from inspectlab.tracing.build import paused_gc
 from inspectlab.tracing.inputs import example_inputs, on_device, torch_dtype
 from inspectlab.tracing.recorder import NeedsRealRun, record
 from inspectlab.workflows.guard import hands_off
-from inspectlab.workflows.models import ModelOrSpec, build, input_shapes, model_name
+from inspectlab.workflows.models import ModelOrSpec, build, input_shapes, model_name, resolve
 
 if TYPE_CHECKING:
     from inspectlab.tracing.records import Trace
@@ -34,16 +34,18 @@ VALUE_DEPENDENT = ("aten.nonzero", "aten._local_scalar_dense", "aten.masked_sele
 def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
           input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
           device: str = "meta", dtype: str = "float32", backward: bool = False, train: bool = False,
-          force: bool = False) -> Trace:
+          force: bool = False, weights: str | None = None, strict: bool = True) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors.
 
     Runs on the meta device by default, so its cost does not depend on the input size; a model whose
     forward needs real values falls back to a real run on the CPU, and the Trace's notes say so. Every pass
     runs in eval mode unless `train`. A real run is refused (unless `force`) when its estimated peak does
-    not fit the device's free memory.
+    not fit the device's free memory. `weights`: a state_dict file loaded into a spec's model.
     """
     owned = isinstance(model_or_spec, str)
-    built = build(model_or_spec, args, device if device == "meta" else "meta") if owned else None
+    if not owned:
+        resolve(model_or_spec, weights=weights)  # refuses weights for a user's module
+    built = build(model_or_spec, args, "meta", weights, strict) if owned else None
     model = built.module if built is not None else model_or_spec
     notes = list(built.notes) if built is not None else []
     data = list(input_data) if input_data is not None else None
@@ -64,7 +66,7 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
         check_fits(needed, _torch_device(real_device), f"{model_name(model_or_spec)} on {real_device}",
                    0 if owned else _bytes_on(model, real_device))
     if owned:
-        rebuilt = build(model_or_spec, args, real_device)
+        rebuilt = build(model_or_spec, args, real_device, weights, strict)
         model, notes = rebuilt.module, list(rebuilt.notes)
     result = _record(model, data, shapes, real_device, dtype, backward, train, owned)
     if meta is None:
