@@ -50,6 +50,7 @@ test-slow: $(VENV)/.installed-dev graphviz
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_summary.py
+	$(BIN)/python benchmarks/bench_rf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,8 +9,14 @@ here against the same reference.
 from __future__ import annotations
 
 import math
+import os
+import random
+import subprocess
+import sys
 from collections.abc import Callable
+from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,8 @@ from torch import nn
 
 from inspectlab import api
 from inspectlab.analysis.receptive_field import FieldMap, call_field, field_rows, receptive_fields
+from inspectlab.analysis.rf_interpolate import _fma, interpolation_mode, interpolation_taps
+from inspectlab.analysis.rf_tables import PackedTable
 from inspectlab.core.checkpoints import load_into as load_weights
 from inspectlab.runtime.effective_rf import mass_radius
 from inspectlab.runtime.empirical_rf import check_fields, linear_positive_copy
@@ -498,3 +506,155 @@ def test_call_field_of_the_root_is_the_output_field() -> None:
     fields = receptive_fields(api.trace("tv:resnet18", (1, 3, 64, 64)))
     root = fields.trace.calls[0]
     assert call_field(fields, root) is fields.of(fields.trace.outputs[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# interpolation supports: the closed form (rf_interpolate.py) against torch's own kernel on one-hot inputs
+
+_SCALE_ARGS = {1: ("scales",), 2: ("scales_h", "scales_w"), 3: ("scales_d", "scales_h", "scales_w")}
+_RESIZES = [  # (packet, count, has align_corners)
+    ("upsample_nearest1d", 1, False), ("_upsample_nearest_exact1d", 1, False), ("upsample_linear1d", 1, True),
+    ("upsample_nearest2d", 2, False), ("_upsample_nearest_exact2d", 2, False), ("upsample_bilinear2d", 2, True),
+    ("upsample_bicubic2d", 2, True), ("_upsample_bilinear2d_aa", 2, True), ("_upsample_bicubic2d_aa", 2, True),
+    ("upsample_nearest3d", 3, False), ("_upsample_nearest_exact3d", 3, False), ("upsample_trilinear3d", 3, True),
+]
+
+
+def torch_support(packet: str, count: int, axis: int, n_in: int, n_out: int, align: bool | None,
+                  scale: float | None, units: np.ndarray) -> np.ndarray:
+    """(n_out, len(units)) booleans: does output unit o read input unit `units[j]` along `axis`? torch's CPU
+    kernel on float64 one-hot inputs (one channel per unit), the other axes resized from 2 units to 2."""
+    overload = getattr(torch.ops.aten, packet).default
+    one_hot = torch.zeros(len(units), n_in, dtype=torch.float64)
+    one_hot[torch.arange(len(units)), torch.as_tensor(units)] = 1.0
+    shape = [n_in if d == axis else 1 for d in range(count)]
+    one_hot = one_hot.reshape(1, len(units), *shape).expand(
+        1, len(units), *[n_in if d == axis else 2 for d in range(count)]).contiguous()
+    names = [a.name for a in overload._schema.arguments]
+    kwargs = {"align_corners": bool(align)} if "align_corners" in names else {}
+    kwargs.update({name: scale if d == axis else None for d, name in enumerate(_SCALE_ARGS[count])})
+    out = overload(one_hot, [n_out if d == axis else 2 for d in range(count)], **kwargs)
+    return (out[(0, slice(None), *[slice(None) if d == axis else 0 for d in range(count)])] != 0).T.numpy()
+
+
+def closed_support(packet: str, count: int, n_in: int, n_out: int, align: bool | None, scale: float | None,
+                   units: np.ndarray) -> np.ndarray:
+    """The same booleans from interpolation_taps."""
+    taps, mask = interpolation_taps(interpolation_mode("aten." + packet), count, n_in, n_out, align, scale)
+    assert taps.shape == mask.shape and taps.shape[0] == n_out
+    assert taps[mask].min(initial=0) >= 0 and taps[mask].max(initial=0) < n_in
+    column = np.full(n_in, -1)
+    column[units] = np.arange(len(units))
+    support = np.zeros((n_out, len(units)), dtype=bool)
+    rows = np.broadcast_to(np.arange(n_out)[:, None], taps.shape)
+    picked = mask & (column[taps] >= 0)
+    support[rows[picked], column[taps[picked]]] = True
+    return support
+
+
+def _resize_cases(seed: int, count: int) -> list[tuple[int, int, float | None]]:
+    """Sizes around the kernels' special cases (1, n_out = n_in, 2·n_in, the small-output path at H + W <=
+    128) and random sizes with an explicit scale (as F.interpolate(scale_factor=...) passes it)."""
+    rng = random.Random(seed)
+    cases: list[tuple[int, int, float | None]] = [
+        (n_in, n_out, None) for n_in in (1, 2, 3, 5, 8, 13, 31, 64, 127)
+        for n_out in (1, 2, 3, 4, 7, 16, 25, 62, 63, 64, 125, 126, 127, 254, 255)]
+    # where the last bit of a coordinate or weight decided, in one build or the other
+    cases += [(29, 87, 3.0), (297, 109, 0.37), (100, 12, None), (130, 126, None), (10, 6, None), (2, 10, None)]
+    for _ in range(80 if count < 3 else 30):
+        n_in = rng.randint(1, 260)
+        scale = rng.choice([2.0, 0.5, 1.5, 3.0, 1 / 3, 0.37, 2.7, 1.0001, 0.9999, round(rng.uniform(0.1, 5), 4)])
+        cases.append((n_in, max(1, math.floor(n_in * scale)), scale))
+    return cases
+
+
+@pytest.mark.parametrize("packet,count,aligns", _RESIZES, ids=[r[0] for r in _RESIZES])
+def test_interpolation_support_is_torchs(packet: str, count: int, aligns: bool) -> None:
+    """Every output unit's taps of nonzero weight equal those of torch's kernel, over ~200 sizes and scales
+    per op: borders, clamped taps, taps of weight 0, float32 rounding in floorf, fused multiply-adds."""
+    rng = random.Random(packet)
+    for n_in, n_out, scale in _resize_cases(len(packet), count):
+        if "_aa" in packet and n_out < n_in / 40:
+            continue  # (a very wide filter: slow to probe, nothing new)
+        for align in ((False, True) if aligns else (None,)):
+            axis = rng.randrange(count)
+            units = np.arange(n_in)
+            try:
+                expected = torch_support(packet, count, axis, n_in, n_out, align, scale, units)
+            except RuntimeError:
+                continue  # a size torch refuses
+            got = closed_support(packet, count, n_in, n_out, align, scale, units)
+            differ = np.flatnonzero((got != expected).any(1))
+            o = differ[0] if differ.size else None
+            assert o is None, (f"{packet} {n_in}->{n_out} align={align} scale={scale}: output {o} reads "
+                               f"{np.flatnonzero(got[o])}, torch {np.flatnonzero(expected[o])}")
+
+
+@pytest.mark.parametrize("packet,n_in,n_out,align,scale", [
+    ("upsample_bilinear2d", 8192, 16384, True, 2.0), ("upsample_bilinear2d", 15000, 30000, True, 2.0),
+    ("upsample_bilinear2d", 12345, 17777, False, None), ("upsample_bilinear2d", 16384, 5000, False, None),
+    ("upsample_nearest2d", 15000, 30000, None, 2.0), ("upsample_nearest2d", 12345, 17777, None, None),
+    ("_upsample_nearest_exact2d", 20000, 7400, None, 0.37), ("upsample_bicubic2d", 7001, 21003, True, 3.0),
+    ("upsample_bicubic2d", 16384, 30000, False, None), ("_upsample_bilinear2d_aa", 16384, 10000, False, None),
+    ("_upsample_bicubic2d_aa", 30000, 29999, True, None), ("upsample_linear1d", 30000, 29999, False, None),
+])
+def test_interpolation_support_is_torchs_at_large_sizes(packet: str, n_in: int, n_out: int, align: bool | None,
+                                                        scale: float | None) -> None:
+    """At sizes where float32 rounding and the last bit of the coordinate bite: input units sampled at both
+    borders, in the middle and at random, every output unit."""
+    rng = random.Random(n_in)
+    units = np.unique(np.concatenate([np.arange(24), np.arange(n_in - 24, n_in), n_in // 2 + np.arange(-12, 12),
+                                      np.array([rng.randrange(n_in) for _ in range(24)])]))
+    count = 1 if "1d" in packet else 2
+    expected = torch_support(packet, count, count - 1, n_in, n_out, align, scale, units)
+    assert np.array_equal(closed_support(packet, count, n_in, n_out, align, scale, units), expected)
+
+
+def test_interpolation_support_is_torchs_on_the_portable_build() -> None:
+    """The same sweep under torch's portable kernels (ATEN_CPU_CAPABILITY=default: no fused multiply-adds),
+    where the last bit of some coordinates differs: the closed form asks torch which arithmetic it does."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    names = ["upsample_linear1d", "upsample_bilinear2d", "upsample_bicubic2d", "_upsample_bicubic2d_aa",
+             "_upsample_nearest_exact2d"]
+    selected = [f"{__file__}::test_interpolation_support_is_torchs[{name}]" for name in names]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_fused_multiply_add_is_rounded_once() -> None:
+    """_fma(a, b, c) is a·b + c rounded once: Python's int division rounds the exact rational correctly."""
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.uniform(0, 4, 3000), 1 / rng.integers(1, 5000, 1000), [0.2, 1 / 3, 2.0, 0.0]])
+    b = np.concatenate([rng.integers(0, 40000, a.size - 4) + 0.5, [2.5, 1.5, 3.5, 7.5]])
+    for c in (-0.5, 1.0, -3.0):
+        fused = _fma(a, b, c)
+        exact = [float(Fraction(x) * Fraction(y) + Fraction(c)) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+        assert fused.tolist() == exact
+    assert _fma(np.array([0.2]), np.array([2.5]), -0.5)[0] == 2.0 ** -55  # 0.0 when rounded twice
+
+
+def test_packed_tables_give_back_the_same_bits() -> None:
+    rng = np.random.default_rng(1)
+    n = 5000
+    units = np.arange(n, dtype=np.float64)
+    tables = [np.stack([units] * 6), np.stack([units - 3, units + 4, units - 1, units + 1, units - 3, units + 4])]
+    ragged = tables[1].copy()
+    ragged[4, :7] = np.inf
+    ragged[5, :7] = -np.inf
+    ragged[0, -3:] += 0.1  # not a float32
+    ragged[2] = np.floor(units * 0.37)  # dense, whole numbers
+    ragged[3, 100] = -0.0
+    ragged[1] = rng.normal(size=n) * 1e9
+    tables += [ragged, np.zeros((6, 0)), np.full((6, 1), np.inf)]
+    for table in tables:
+        packed = PackedTable(table)
+        back = packed.unpack()
+        assert back.shape == table.shape and back.dtype == np.float64
+        assert np.array_equal(back.view(np.int64), table.view(np.int64))
+        for row, position in [(r, p) for r in range(6) for p in (0, 5, 100, n - 1) if p < table.shape[1]]:
+            assert packed.value(row, position) == table[row, position]
+    one_path = np.stack([units - 3, units + 4] * 3)  # a plain stack: one path, padding at the borders only
+    one_path[4, :3] = 0
+    one_path[5, -4:] = n - 1
+    assert PackedTable(one_path).nbytes < one_path.nbytes / 5

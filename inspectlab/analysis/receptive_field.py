@@ -40,6 +40,7 @@ from inspectlab.analysis.rf_fields import (
     union,
 )
 from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, pointwise, rule_for, times_zero
+from inspectlab.analysis.rf_tables import PackedTable
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import matches
 from inspectlab.tracing.records import ModuleCall, OpRecord, Trace
@@ -129,6 +130,7 @@ class Walk:
         axes: list[AxisField] = []
         offsets: list[list[float]] = [[] for _ in live]
         jumps: list[list[Fraction]] = []
+        done: dict[tuple[Any, ...], tuple[dict[int, float], AxisField]] = {}
         for k in range(count):
             tabled: list[tuple[int, AxisField, int]] = []  # (part, axis, output dim)
             folded: list[AxisField] = []
@@ -150,12 +152,18 @@ class Walk:
             if len(out_dims) > 1:
                 raise NoRule("the inputs carry the same image axis on different dims")
             out_dim = out_dims.pop()
-            tables = [broadcast(a.table, out_shape[out_dim]) for _, a, _ in tabled]  # type: ignore[arg-type]
-            shifts = {p: centre_offset(tables[0], table) for (p, _, _), table in zip(tabled, tables, strict=True)}
+            key = (out_shape[out_dim], tuple((p, id(a.packed), a.jump) for p, a, _ in tabled))
+            if len(tabled) == 1 and tabled[0][1].units == out_shape[out_dim]:  # one input: its field as it is
+                done[key] = {tabled[0][0]: 0.0}, tabled[0][1]
+            if key not in done:  # else: the same tables as another axis (H and W of a square image)
+                tables = [broadcast(a.table, out_shape[out_dim]) for _, a, _ in tabled]  # type: ignore[arg-type]
+                shifts = {p: centre_offset(tables[0], t) for (p, _, _), t in zip(tabled, tables, strict=True)}
+                done[key] = shifts, AxisField(out_dim, tabled[0][1].jump, union(tables))
+            shifts, merged = done[key]
             for p, row in enumerate(offsets):
                 row.append(shifts.get(p, 0.0))
             jumps.append([a.jump for _, a, _ in tabled])
-            axes.append(AxisField(out_dim, tabled[0][1].jump, union(tables)))
+            axes.append(merged.moved(out_dim))
         self.note_misaligned(op, offsets, jumps)
         return FieldInfo(tuple(axes), is_global)
 
@@ -198,7 +206,8 @@ def receptive_fields(trace: Trace, input_index: int = 0) -> FieldMap:
     shape = trace.tensors[input_id].shape
     dims = image_axes(shape)
     fields = FieldMap(trace, input_id, dims)
-    fields[input_id] = FieldInfo(tuple(AxisField(d, Fraction(1), identity_table(shape[d])) for d in dims))
+    tables = {n: PackedTable(identity_table(n)) for n in {shape[d] for d in dims}}  # square: one for H and W
+    fields[input_id] = FieldInfo(tuple(AxisField(d, Fraction(1), tables[shape[d]]) for d in dims))
     Walk(trace, fields).run()
     return fields
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspectlab.analysis.rf_fields import AxisField, FieldInfo, gather
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, Reuse, gather
 from inspectlab.core.op_registry import OpRegistry
 from inspectlab.tracing.records import OpRecord
 
@@ -54,7 +54,7 @@ def index_map(walk: WalkView, op: OpRecord,
     main = walk.main(op) if main is None else main
     info = walk.field(main)
     in_shape, out_shape = walk.shape(main), walk.shape(op.outputs[out])
-    axes = []
+    axes, reuse = [], Reuse()
     for axis in info.axes:
         mapped = per_dim(axis.dim, in_shape[axis.dim], out_shape[axis.dim]) if (
             axis.tabled and axis.dim is not None) else None
@@ -62,5 +62,10 @@ def index_map(walk: WalkView, op: OpRecord,
             axes.append(axis)
         else:
             taps, factor = mapped
-            axes.append(AxisField(axis.dim, axis.jump * factor, gather(axis, taps)))
+            if factor == 1 and taps.shape == (axis.units,) and np.array_equal(taps, np.arange(axis.units)):
+                axes.append(axis)  # each unit reads itself (a padding or a slice of 0)
+                continue
+            key = (factor, taps.shape, taps.tobytes())
+            axes.append(reuse.field(axis, key, lambda axis=axis, taps=taps, factor=factor: AxisField(
+                axis.dim, axis.jump * factor, gather(axis, taps))))
     return FieldInfo(tuple(axes), info.is_global)

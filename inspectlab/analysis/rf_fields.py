@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from inspectlab.analysis.rf_tables import PackedTable
 
 if TYPE_CHECKING:
     from inspectlab.tracing.records import Trace
@@ -31,7 +33,6 @@ class AxisSummary:
     center: float | None  # centre of the first unit's field, in input pixels
 
 
-@dataclass
 class AxisField:
     """The field along one input axis in one tensor.
 
@@ -40,37 +41,67 @@ class AxisField:
     for), then the first and last pixel the unit actually depends on (padding is nothing; this is what
     autograd measures). +inf/-inf: the unit depends on nothing. It is None once the axis is folded into
     another dim (flatten) or reduced away; `frozen` then holds its summary.
+
+    The table is kept packed (rf_tables.PackedTable, a few bytes a unit) with its summary, and never changes:
+    each read of `table` unpacks a new copy, and several fields (the H and W axes of a square image, a copy's
+    output) may share one packed table, `packed`.
     """
 
-    dim: int | None
-    jump: Fraction
-    table: np.ndarray | None = None
-    frozen: AxisSummary | None = None
+    __slots__ = ("_summary", "dim", "frozen", "jump", "packed")
+
+    def __init__(self, dim: int | None, jump: Fraction, table: np.ndarray | PackedTable | None = None,
+                 frozen: AxisSummary | None = None) -> None:
+        self.dim = dim
+        self.jump = jump
+        self.frozen = frozen
+        self.packed = table if isinstance(table, PackedTable) or table is None else PackedTable(table)
+        self._summary = _summarize(table) if isinstance(table, np.ndarray) and table.shape[1] else None
+
+    def __repr__(self) -> str:
+        size = None if self.packed is None else self.packed.n
+        return f"AxisField(dim={self.dim}, jump={self.jump}, units={size}, frozen={self.frozen})"
+
+    @property
+    def table(self) -> np.ndarray | None:
+        return None if self.packed is None else self.packed.unpack()
+
+    @property
+    def units(self) -> int:
+        """The number of units along the axis (0 when it has no table)."""
+        return 0 if self.packed is None else self.packed.n
 
     def summary(self) -> AxisSummary:
-        if self.table is None or self.table.shape[1] == 0:
+        if self.packed is None or self.packed.n == 0:
             return self.frozen or AxisSummary(None, None, None, None)
-        lo, hi, lo_min, hi_min = self.table[:4]
-        sizes = finite(hi - lo + 1)
-        sizes_min = finite(hi_min - lo_min + 1)
-        first = math.isfinite(lo[0]) and math.isfinite(hi[0])
-        return AxisSummary(
-            size=float(sizes.max()) if sizes.size else None,
-            size_min=float(sizes_min.max()) if sizes_min.size else None,
-            padding=float(-lo[0]) if first else None,
-            center=float((lo[0] + hi[0]) / 2) if first else None,
-        )
+        if self._summary is None:
+            self._summary = _summarize(self.packed.unpack())
+        return self._summary
 
     def folded(self, dim: int | None) -> AxisField:
         """This axis without its per-unit table (kept as a summary), carried by `dim`."""
         return AxisField(dim, self.jump, None, self.summary())
 
     def moved(self, dim: int | None) -> AxisField:
-        return replace(self, dim=dim)
+        moved = AxisField(dim, self.jump, self.packed, self.frozen)
+        moved._summary = self._summary
+        return moved
 
     @property
     def tabled(self) -> bool:
-        return self.table is not None
+        return self.packed is not None
+
+
+def _summarize(table: np.ndarray) -> AxisSummary:
+    lo, hi, lo_min, hi_min = table[:4]
+    sizes = finite(hi - lo + 1)
+    sizes_min = finite(hi_min - lo_min + 1)
+    first = math.isfinite(lo[0]) and math.isfinite(hi[0])
+    return AxisSummary(
+        size=float(sizes.max()) if sizes.size else None,
+        size_min=float(sizes_min.max()) if sizes_min.size else None,
+        padding=float(-lo[0]) if first else None,
+        center=float((lo[0] + hi[0]) / 2) if first else None,
+    )
 
 
 @dataclass
@@ -126,8 +157,9 @@ class FieldInfo:
         result: list[tuple[float, float] | None] = []
         for axis, position in zip(self.axes, index, strict=True):
             span = None
-            if axis.table is not None:
-                lo, hi = float(axis.table[rows[0], position]), float(axis.table[rows[1], position])
+            if axis.packed is not None:
+                position = range(axis.packed.n)[position]  # a negative index counts from the end; IndexError
+                lo, hi = axis.packed.value(rows[0], position), axis.packed.value(rows[1], position)
                 span = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
             result.append(span)
         return result
@@ -183,13 +215,29 @@ def identity_table(n: int) -> np.ndarray:
     return np.stack([units] * 6)
 
 
+class Reuse:
+    """Within one op: an axis whose table and index map are those of an axis already done (H and W of a
+    square image) gets that axis's result, not a second copy of it."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[Any, ...], AxisField] = {}
+
+    def field(self, axis: AxisField, key: tuple[Any, ...], make: Callable[[], AxisField]) -> AxisField:
+        full = (id(axis.packed), axis.jump, *key)
+        done = self._done.get(full)
+        if done is None:
+            done = self._done[full] = make()
+            return done
+        return done.moved(axis.dim)
+
+
 EMPTY = np.array([INF, -INF, INF, -INF, INF, -INF])
 
 
 def gather(axis: AxisField, taps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Union of the fields of input units `taps` (n_out, k), masked. Units outside the tensor are the
     virtual units a padding adds: extrapolated with the axis's stride in the unclipped rows, nothing in
-    the actual rows."""
+    the actual rows. One tap column at a time: O(n_out) memory per column, whatever k."""
     table = axis.table
     assert table is not None
     n = table.shape[1]
@@ -198,34 +246,86 @@ def gather(axis: AxisField, taps: np.ndarray, mask: np.ndarray | None = None) ->
     taps = np.asarray(taps, dtype=np.int64)
     if taps.ndim == 1:
         taps = taps[:, None]
-    inside = np.clip(taps, 0, n - 1)
-    keep = np.ones(taps.shape, dtype=bool) if mask is None else mask
-    real = keep & (inside == taps)
-    with np.errstate(invalid="ignore"):
-        values = table[:, inside]  # (6, n_out, k)
-        values[:4] += (taps - inside) * float(axis.jump)
-    masks = np.stack([keep] * 4 + [real] * 2)
-    values = np.where(masks, values, EMPTY[:, None, None])
-    return np.stack([
-        values[0].min(-1), values[1].max(-1), values[2].min(-1), values[3].max(-1), values[4].min(-1),
-        values[5].max(-1),
-    ])
+    columns = np.ascontiguousarray(taps.T)  # (k, n_out)
+    inside = np.clip(columns, 0, n - 1)
+    shift = columns - inside
+    padded = bool(shift.any())
+    skipped = None if mask is None else ~np.ascontiguousarray(np.asarray(mask, dtype=bool).T)
+    jump = float(axis.jump)
+    result = np.repeat(EMPTY[:, None], columns.shape[1], axis=1)  # (no tap: nothing is read)
+    for t in range(columns.shape[0]):
+        values = np.take(table, inside[t], axis=1)  # (6, n_out)
+        if padded:
+            with np.errstate(invalid="ignore"):
+                values[:4] += shift[t] * jump
+            values[4:, shift[t] != 0] = EMPTY[4:, None]
+        if skipped is not None:
+            values[:, skipped[t]] = EMPTY[:, None]
+        if t == 0:
+            result = values
+        else:
+            np.minimum(result[0::2], values[0::2], out=result[0::2])
+            np.maximum(result[1::2], values[1::2], out=result[1::2])
+    return result
+
+
+def gather_window(axis: AxisField, n_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                  ) -> np.ndarray:
+    """gather(axis, taps) for the taps u·stride - padding + t·dilation (t < kernel) of a convolution or
+    pooling window: the same numbers, the units whose tap is inside the axis read through strided views,
+    the others (the borders) as gather does."""
+    table = axis.table
+    assert table is not None
+    n = table.shape[1]
+    if n == 0:
+        raise NoRule("an image axis of size 0")
+    result = np.empty((6, n_out))
+    result[:] = EMPTY[:, None]
+    units = np.arange(n_out)
+    jump = float(axis.jump)
+    for t in range(kernel):
+        start = t * dilation - padding  # the tap of unit 0
+        first = max(0, -(start // stride))  # the first unit whose tap is >= 0
+        last = min(n_out - 1, (n - 1 - start) // stride)  # the last whose tap is <= n - 1
+        if first <= last:
+            view = table[:, start + first * stride:start + last * stride + 1:stride]
+            part = result[:, first:last + 1]
+            np.minimum(part[0::2], view[0::2], out=part[0::2])
+            np.maximum(part[1::2], view[1::2], out=part[1::2])
+        border = units[(units < first) | (units > last)]
+        if border.size:
+            taps = start + border * stride
+            inside = np.clip(taps, 0, n - 1)
+            values = table[:, inside]
+            with np.errstate(invalid="ignore"):
+                values[:4] += (taps - inside) * jump
+            values[4:] = EMPTY[4:, None]  # a virtual unit: nothing is read
+            result[0::2, border] = np.minimum(result[0::2][:, border], values[0::2])
+            result[1::2, border] = np.maximum(result[1::2][:, border], values[1::2])
+    return result
 
 
 def union(tables: Sequence[np.ndarray]) -> np.ndarray:
     """Per unit: the union of the fields (all paths, unclipped and actual) and the narrowest of the
-    shortest-path fields."""
+    shortest-path fields (the first of the narrowest on a tie)."""
     if len(tables) == 1:
         return tables[0]
-    stack = np.stack(tables)  # (m, 6, n)
-    width = stack[:, 3] - stack[:, 2]
-    width = np.where(np.isfinite(width), width, INF)
-    pick = width.argmin(0)
-    columns = np.arange(stack.shape[2])
-    return np.stack([
-        stack[:, 0].min(0), stack[:, 1].max(0), stack[pick, 2, columns], stack[pick, 3, columns],
-        stack[:, 4].min(0), stack[:, 5].max(0),
-    ])
+    result = tables[0].copy()
+    narrowest = _shortest_width(result)
+    for table in tables[1:]:
+        for low, high in ((0, 1), (4, 5)):
+            np.minimum(result[low], table[low], out=result[low])
+            np.maximum(result[high], table[high], out=result[high])
+        width = _shortest_width(table)
+        better = width < narrowest
+        result[2:4] = np.where(better, table[2:4], result[2:4])
+        narrowest = np.where(better, width, narrowest)
+    return result
+
+
+def _shortest_width(table: np.ndarray) -> np.ndarray:
+    width = table[3] - table[2]
+    return np.where(np.isfinite(width), width, INF)
 
 
 def broadcast(table: np.ndarray, n: int) -> np.ndarray:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
 from inspectlab.analysis.rf_base import RULES, WalkView, index_map, ints
-from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, gather
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, Reuse, gather, gather_window
+from inspectlab.analysis.rf_interpolate import interpolation_mode, interpolation_taps
 from inspectlab.tracing.records import OpRecord
 
 
@@ -23,25 +22,26 @@ def _window_op(walk: WalkView, op: OpRecord, kernel: Sequence[int], stride: Sequ
     rank = len(walk.shape(main))
     out_shape = walk.shape(op.outputs[0])
     first = rank - len(kernel)
-    axes = []
+    axes, reuse = [], Reuse()
+
+    def window(axis: AxisField, k: int, s: int, p: int, d: int, n_out: int) -> AxisField:
+        units = np.arange(n_out)[:, None]
+        t = np.arange(k)[None, :]
+        if not transposed:
+            if k == 1 and s == 1 and p == 0 and n_out == axis.units:  # 1x1: each unit reads itself
+                return axis
+            return AxisField(axis.dim, axis.jump * s, gather_window(axis, n_out, k, s, p, d))
+        numerator = units + p - t * d  # output o receives input i where o = i*s - p + t*d
+        mask = numerator % s == 0
+        return AxisField(axis.dim, axis.jump / s, gather(axis, np.where(mask, numerator // s, 0), mask))
+
     for axis in info.axes:
         if axis.dim is None or axis.dim < first or not axis.tabled:
             axes.append(axis)
             continue
         i = axis.dim - first
-        k, s, p, d = kernel[i], stride[i], padding[i], dilation[i]
-        n_out = out_shape[axis.dim]
-        units = np.arange(n_out)[:, None]
-        t = np.arange(k)[None, :]
-        if not transposed:
-            table = gather(axis, units * s - p + t * d)
-            jump = axis.jump * s
-        else:  # output o receives input i where o = i*s - p + t*d
-            numerator = units + p - t * d
-            mask = numerator % s == 0
-            table = gather(axis, np.where(mask, numerator // s, 0), mask)
-            jump = axis.jump / s
-        axes.append(AxisField(axis.dim, jump, table))
+        params = (kernel[i], stride[i], padding[i], dilation[i], out_shape[axis.dim])
+        axes.append(reuse.field(axis, params, lambda axis=axis, params=params: window(axis, *params)))
     return FieldInfo(tuple(axes), info.is_global or walk.others_global(op, main))
 
 
@@ -80,7 +80,7 @@ def _adaptive_pool(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     out_shape = walk.shape(op.outputs[0])
     count = len(op.args["output_size"])
     first = len(walk.shape(main)) - count
-    axes, is_global = [], info.is_global
+    axes, is_global, reuse = [], info.is_global, Reuse()
     for axis in info.axes:
         if axis.dim is None or axis.dim < first or not axis.tabled:
             axes.append(axis)
@@ -90,12 +90,17 @@ def _adaptive_pool(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
             axes.append(axis.folded(axis.dim))
             is_global = True
             continue
-        starts = (np.arange(m) * n) // m
-        ends = -((-(np.arange(m) + 1) * n) // m)
-        width = int((ends - starts).max())
-        taps = starts[:, None] + np.arange(width)[None, :]
-        axes.append(AxisField(axis.dim, axis.jump * Fraction(n, m), gather(axis, taps, taps < ends[:, None])))
+        axes.append(reuse.field(axis, (n, m), lambda axis=axis, n=n, m=m: AxisField(
+            axis.dim, axis.jump * Fraction(n, m), gather(axis, *_adaptive_taps(n, m)))))
     return [FieldInfo(tuple(axes), is_global)] * len(op.outputs)
+
+
+def _adaptive_taps(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    starts = (np.arange(m) * n) // m
+    ends = -((-(np.arange(m) + 1) * n) // m)
+    width = int((ends - starts).max())
+    taps = starts[:, None] + np.arange(width)[None, :]
+    return taps, taps < ends[:, None]
 
 
 _SCALE_NAMES = {1: ("scales",), 2: ("scales_h", "scales_w"), 3: ("scales_d", "scales_h", "scales_w")}
@@ -109,8 +114,8 @@ _SCALE_NAMES = {1: ("scales",), 2: ("scales_h", "scales_w"), 3: ("scales_d", "sc
 )
 def _interpolate(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """Interpolation (nearest, bilinear, bicubic, ...): the taps torch's own kernel reads for each output
-    unit (found by running the op on one-hot inputs), so clamping at the borders and taps of weight 0
-    are exactly torch's; the stride scales by the op's coordinate scale."""
+    unit (rf_interpolate.py: its coordinate map in closed form, O(n_out) per axis), so clamping at the borders
+    and taps of weight 0 are exactly torch's; the stride scales by the op's coordinate scale."""
     main = walk.main(op)
     info = walk.field(main)
     in_shape, out_shape = walk.shape(main), walk.shape(op.outputs[0])
@@ -120,19 +125,19 @@ def _interpolate(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     if scales is None:
         scales = [op.args.get(name) for name in _SCALE_NAMES.get(count, ())]
     scales = list(scales) if scales else [None] * count
-    axes = []
+    mode = interpolation_mode(op.packet)
+    axes, reuse = [], Reuse()
+
+    def resized(axis: AxisField, n_in: int, n_out: int, scale: float | None) -> AxisField:
+        taps, mask = interpolation_taps(mode, count, n_in, n_out, align, scale)
+        return AxisField(axis.dim, axis.jump * _coordinate_scale(n_in, n_out, align, scale), gather(axis, taps, mask))
+
     for axis in info.axes:
         if axis.dim is None or axis.dim < 2 or not axis.tabled:
             axes.append(axis)
             continue
-        i = axis.dim - 2
-        n_in, n_out = in_shape[axis.dim], out_shape[axis.dim]
-        support = _interpolation_support(op.packet, count, i, n_in, n_out, align, scales[i])
-        width = max(int(support.sum(1).max()), 1)
-        order = np.argsort(~support, axis=1, kind="stable")[:, :width]
-        mask = np.take_along_axis(support, order, axis=1)
-        axes.append(AxisField(axis.dim, axis.jump * _coordinate_scale(n_in, n_out, align, scales[i]),
-                              gather(axis, order, mask)))
+        params = (in_shape[axis.dim], out_shape[axis.dim], scales[axis.dim - 2])
+        axes.append(reuse.field(axis, params, lambda axis=axis, params=params: resized(axis, *params)))
     return [FieldInfo(tuple(axes), info.is_global)] * len(op.outputs)
 
 
@@ -143,30 +148,6 @@ def _coordinate_scale(n_in: int, n_out: int, align: bool | None, scale: float | 
     if scale:
         return 1 / Fraction(scale).limit_denominator(1 << 20)
     return Fraction(n_in, n_out)
-
-
-@lru_cache(maxsize=256)
-def _interpolation_support(packet: str, count: int, axis: int, n_in: int, n_out: int, align: bool | None,
-                           scale: float | None) -> np.ndarray:
-    """(n_out, n_in) booleans: which input units each output unit reads along `axis` (nonzero weight)."""
-    import torch
-
-    overload = getattr(torch.ops.aten, packet.split(".", 1)[1]).default
-    # the other axes: size 2 resized to 2, an identity (the antialiased kernels misbehave at size 1)
-    shape = [n_in if d == axis else 1 for d in range(count)]
-    one_hot = torch.eye(n_in, dtype=torch.float64).reshape(1, n_in, *shape)
-    one_hot = one_hot.expand(1, n_in, *[n_in if d == axis else 2 for d in range(count)]).contiguous()
-    kwargs: dict[str, Any] = {}
-    names = [a.name for a in overload._schema.arguments]
-    if "align_corners" in names:
-        kwargs["align_corners"] = bool(align)
-    for d, name in enumerate(_SCALE_NAMES.get(count, ())):
-        if name in names:
-            kwargs[name] = scale if d == axis else None
-    out = overload(one_hot, [n_out if d == axis else 2 for d in range(count)], **kwargs)
-    out = out[(0, slice(None), *[slice(None) if d == axis else 0 for d in range(count)])]
-    return (out != 0).T.numpy()
-
 
 
 def _pad_pairs(pads: Sequence[int], rank: int) -> dict[int, int]:
