@@ -1,15 +1,16 @@
-"""Shapes: the `Shape` type, "--input 1,3,480,480" parsing, and the "1×3×480×480" text of a shape."""
+"""Shapes and input specs: the `Shape` type, the `InputSpec` of one model input (shape, dtype, keyword name),
+"--input 1,3,480,480" / "--input input_ids=1,128:int64" parsing, and the "1×3×480×480" text of a shape."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inspectlab.core.errors import InspectlabError
 
 Shape = tuple[int, ...]
-InputSize = Sequence[int] | Sequence[Sequence[int]]
 
 IMAGENET: Shape = (1, 3, 224, 224)
 SEGMENTATION: Shape = (1, 3, 512, 512)
@@ -55,8 +56,15 @@ def check_size(shape: Sequence[int], what: str) -> None:
 def parse_shape(text: str) -> Shape:
     """Parse "1,3,480,480" (or "1x3x480x480") into a shape of positive integers (ASCII digits, see
     check_size for "too large")."""
-    parts = re.split(r"[,x×]", text.strip()) if text and text.strip() else []
+    return _dims(text, text)
+
+
+def _dims(shape: str, text: str) -> Shape:
+    """The shape `shape` spells; errors quote the whole --input `text` it came from."""
+    parts = re.split(r"[,x×]", shape.strip()) if shape and shape.strip() else []
     if not parts:
+        if text and text.strip():
+            raise InspectlabError(f"malformed --input {quoted(text)}: give a shape such as 1,3,224,224")
         raise InspectlabError("empty --input: give a shape such as 1,3,224,224")
     dims = []
     for part in parts:
