@@ -10,7 +10,7 @@ from typing import Any
 from inspectlab.core.version import __version__
 
 _API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep", "graph",
-        "receptive_field", "rf", "latency", "dump")
+        "receptive_field", "rf", "latency", "dump", "stages")
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspectlab.core.shapes import InputSize, Shape, parse_sizes
+from inspectlab.core.shapes import InputSize, InputSpec, Shape, parse_sizes
 from inspectlab.workflows import models as _models
 
 if TYPE_CHECKING:
@@ -26,15 +26,26 @@ if TYPE_CHECKING:
     from inspectlab.analysis.params import TreeNode
     from inspectlab.analysis.receptive_field import RfRow
     from inspectlab.analysis.report import Report
+    from inspectlab.analysis.stages import StageRow
     from inspectlab.analysis.summary import LayerRow
     from inspectlab.runtime.capture import Capture
     from inspectlab.runtime.latency import LatencyReport, Progress
+    from inspectlab.tracing.inputs import CallInputs
     from inspectlab.tracing.records import Trace
     from inspectlab.workflows.dump import DumpResult
     from inspectlab.workflows.receptive_field import FieldResult
 
-__all__ = ["build_model", "capture", "compare", "dump", "flops", "graph", "input_shapes", "latency", "list_models",
-           "receptive_field", "resolve_model", "rf", "summary", "sweep", "trace", "tree", "write_reports"]
+__all__ = ["InputSpec", "build_model", "capture", "compare", "dump", "flops", "graph", "input_shapes", "input_specs",
+           "latency", "list_models", "load_inputs", "receptive_field", "resolve_model", "rf", "stages", "summary",
+           "sweep", "trace", "tree", "write_reports"]
+
+# Inputs (docs/models.md, "Inputs"): `input_size` is one shape (1, 3, 224, 224), one `InputSpec` (a shape with a
+# dtype and a keyword name: InputSpec((1, 128), "int64", "input_ids")), or a list of them; unnamed inputs are
+# positional, in order, named ones keyword arguments; floats are random (shape-only on meta), integers and bools
+# zeros. `input_data` is the inputs themselves: a tensor (one positional argument), a list or tuple (positional
+# arguments), a dict (keyword arguments; wrap a dict in a list to pass it as one positional argument), nested as
+# deep as the forward wants, with non-tensor values (strings, None, namedtuples) passed as they are.
+InputData = Any
 
 
 def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
@@ -48,9 +59,23 @@ def resolve_model(model_or_spec: nn.Module | str, args: Mapping[str, Any] | None
     return _models.resolve(model_or_spec, args, device).module
 
 
-def input_shapes(model_or_spec: nn.Module | str, input_size: InputSize | None) -> list[Shape]:
-    """One shape or a list of shapes as a list; default: the zoo entry's input (else 1x3x224x224)."""
-    return _models.input_shapes(model_or_spec, input_size)
+def input_shapes(model_or_spec: nn.Module | str, input_size: InputSize | None,
+                 args: Mapping[str, Any] | None = None) -> list[Shape]:
+    """One shape or a list of shapes as a list; default: the spec's own input (else 1x3x224x224)."""
+    return _models.input_shapes(model_or_spec, input_size, args)
+
+
+def input_specs(model_or_spec: nn.Module | str, input_size: InputSize | None,
+                args: Mapping[str, Any] | None = None) -> list[InputSpec]:
+    """The inputs a call makes up, as input specs (shape, dtype, keyword name); default: the spec's own input
+    (an hf model's named main input, `args` being its config), else 1x3x224x224."""
+    return _models.input_specs(model_or_spec, input_size, args)
+
+
+def load_inputs(path: str) -> CallInputs:
+    """The inputs saved in a file (`--input-file`, read with `torch.load(weights_only=True)`): a tensor, a tuple
+    or list (positional arguments) or a dict (keyword arguments); pass the result as `input_data=`."""
+    return _models.read_inputs(path)
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -75,43 +100,50 @@ def dump(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
          png: str | None = None, stats_only: bool = False, force: bool = False, max_bytes: int | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
          args: Mapping[str, Any] | None = None, device: str = "cpu", top_k: int = 16, seed: int = 0,
-         train: bool = False, weights: str | None = None, strict: bool = True) -> DumpResult:
+         train: bool = False, weights: str | None = None, strict: bool = True,
+         input_data: InputData = None) -> DumpResult:
     """Capture selected outputs (and gradients) for one input and write them with a JSON manifest
     (docs/dump.md); the forward runs in eval mode unless `train`."""
     from inspectlab.workflows.dump import dump as run_dump
 
     return run_dump(model_or_spec, input_size, images=images, layers=layers, types=types, grads=grads, target=target,
-                 out=out, png=png, stats_only=stats_only, force=force, max_bytes=max_bytes, mean=mean, std=std,
-                 args=args, device=device, top_k=top_k, seed=seed, train=train, weights=weights, strict=strict)
+                    out=out, png=png, stats_only=stats_only, force=force, max_bytes=max_bytes, mean=mean, std=std,
+                    args=args, device=device, top_k=top_k, seed=seed, train=train, weights=weights, strict=strict,
+                    input_data=input_data)
 
 
 def compare(models: Sequence[nn.Module | str | Any], input_size: InputSize | None = None, *, latency: bool = False,
             device: str = "cpu", convention: str = "inspectlab", warmup: int = 5, iters: int | None = None,
             min_time: float | None = None, threads: int | None = None, progress: Progress | None = None,
-            weights: Mapping[str, str] | None = None) -> pd.DataFrame:
+            weights: Mapping[str, str] | None = None, stages: bool = False) -> pd.DataFrame:
     """One row per model as a pandas DataFrame (docs/compare.md): params, MACs, FLOPs, other FLOPs, activation
     and peak memory, output stride, receptive field of the output (+ global flag), latency p50/p90 (`latency`,
     on `device`, with warmup/iters/min_time/threads as in `latency`), MACs per param and per output pixel, and
-    `error` for a model that failed. Specs may carry builder arguments: "deeplabv3plus_resnet50:output_stride=16"."""
+    `error` for a model that failed. Specs may carry builder arguments: "deeplabv3plus_resnet50:output_stride=16".
+    `stages` adds each model's feature pyramid (docs/stages.md) as columns per stride: s4_name, s4_channels,
+    s4_macs (MACs up to that stage), s4_rf (its receptive field, largest over H and W), s8_..., from the same trace."""
     from inspectlab.workflows.compare import compare_models
 
     timing = _timing(latency, device, warmup, iters, min_time, threads)
     return compare_models(models, input_size, convention=convention, timing=timing, progress=progress,
-                          weights=weights)
+                          weights=weights, stages=stages)
 
 
 def sweep(model_or_spec: nn.Module | str | Any, sizes: Sequence[int | tuple[int, int]] | str, *,
-          input_size: Sequence[int] | None = None, args: Mapping[str, Any] | None = None, latency: bool = False,
+          input_size: Sequence[int] | InputSpec | None = None, args: Mapping[str, Any] | None = None,
+          latency: bool = False,
           device: str = "cpu", warmup: int = 5, iters: int | None = None, min_time: float | None = None,
           threads: int | None = None, progress: Progress | None = None, weights: str | None = None) -> pd.DataFrame:
     """MACs, memory (and latency) per input size as a DataFrame (docs/compare.md); `attrs["exponents"]` holds
     each quantity's fitted exponent against the pixels (MACs ∝ pixels^1 for a fully convolutional network).
-    Sizes: 224 (square), (512, 1024) (H, W) or "224,512,1024x2048"; `input_size` is the N×C×H×W template."""
+    Sizes: 224 (square), (512, 1024) (H, W) or "224,512,1024x2048"; `input_size` is the N×C×H×W template (a
+    shape, or a floating InputSpec whose name and dtype every size keeps)."""
     from inspectlab.workflows.compare import sweep_model
 
     pairs = parse_sizes(sizes) if isinstance(sizes, str) else [
         (s, s) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in sizes]
-    return sweep_model(model_or_spec, pairs, input_size=tuple(input_size) if input_size else None,
+    template = input_size if isinstance(input_size, InputSpec) or not input_size else tuple(input_size)
+    return sweep_model(model_or_spec, pairs, input_size=template,
                        args=args, timing=_timing(latency, device, warmup, iters, min_time, threads), progress=progress,
                        weights=weights)
 
@@ -136,7 +168,7 @@ def write_reports(rows: Sequence[Mapping[str, Any]], attrs: Mapping[str, Any], p
 
 
 def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, device: str = "meta",
+          input_data: InputData = None, args: Mapping[str, Any] | None = None, device: str = "meta",
           dtype: str = "float32", backward: bool = False, train: bool = False, weights: str | None = None,
           strict: bool = True) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors. On the meta
@@ -150,7 +182,7 @@ def trace(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *
 
 
 def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
-            input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
+            input_data: InputData = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
             receptive_field: bool = False, train: bool = False, weights: str | None = None,
             strict: bool = True) -> Report[LayerRow]:
@@ -164,7 +196,7 @@ def summary(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
 
 
 def flops(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          input_data: InputData = None, args: Mapping[str, Any] | None = None,
           backward: bool = False, compare: bool = False, weights: str | None = None,
           strict: bool = True) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number."""
@@ -183,7 +215,7 @@ def tree(model_or_spec: nn.Module | str, depth: int | None = None,
 
 
 def graph(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, depth: int = 2,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          input_data: InputData = None, args: Mapping[str, Any] | None = None,
           rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params",
           weights: str | None = None, strict: bool = True) -> graphviz.Digraph:
     """The architecture as a `graphviz.Digraph` (docs/graphs.md): module calls at `depth`, the functional ops
@@ -202,20 +234,23 @@ def latency(model_or_spec: nn.Module | str, input_size: InputSize | None = None,
             min_time: float | None = None, channels_last: bool = False, compile: bool | str = False,
             threads: int | None = None, cudnn_benchmark: bool = True, cuda_graph: bool = False,
             per_layer: bool = False, depth: int = 1, force: bool = False,
-            progress: Progress | None = None, weights: str | None = None, strict: bool = True) -> LatencyReport:
+            progress: Progress | None = None, weights: str | None = None, strict: bool = True,
+            input_data: InputData = None) -> LatencyReport:
     """Time the forward pass (docs/latency.md): statistics, throughput and memory per batch size, beside the
-    Trace's estimate; refused when the estimated peak exceeds the device's free memory, unless `force`."""
+    Trace's estimate; refused when the estimated peak exceeds the device's free memory, unless `force`.
+    `batches` replace the first dimension of each input; `input_data` is timed as it is."""
     from inspectlab.workflows.latency import latency as measure
 
     return measure(model_or_spec, input_size, args=args, batches=batches, device=device, dtype=dtype,
                    precision=precision, warmup=warmup, iters=iters, min_time=min_time, channels_last=channels_last,
                    compile=compile, threads=threads, cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph,
-                   per_layer=per_layer, depth=depth, force=force, progress=progress, weights=weights, strict=strict)
+                   per_layer=per_layer, depth=depth, force=force, progress=progress, weights=weights, strict=strict,
+                   input_data=input_data)
 
 
 def receptive_field(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None, weights: str | None = None,
+                    input_data: InputData = None, weights: str | None = None,
                     strict: bool = True) -> Report[RfRow]:
     """Receptive fields on the whole graph (docs/receptive-field.md): one row per module output with rf,
     rf_min (shortest path), stride, padding and the global flag, for the first input's image axes.
@@ -226,10 +261,23 @@ def receptive_field(model_or_spec: nn.Module | str, input_size: InputSize | None
                   weights=weights, strict=strict)
 
 
+def stages(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
+           args: Mapping[str, Any] | None = None, input_data: InputData = None, weights: str | None = None,
+           strict: bool = True) -> Report[StageRow]:
+    """The feature pyramid of a backbone (docs/stages.md): one row per stride, finest first, with the stage's
+    module, stride, channels, output shape, receptive field, and the MACs and parameters of everything computed
+    up to it. A timm `features_only` model's stages are its `feature_info`; any other model's are the last
+    module output at each stride of its encoder, found from the trace. Raises when no output keeps a stride."""
+    from inspectlab.workflows.stages import stages as pyramid
+
+    return pyramid(model_or_spec, input_size, args=args, input_data=input_data, weights=weights, strict=strict)
+
+
 def rf(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
        depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
        erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
-       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True) -> FieldResult:
+       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True,
+       input_data: InputData = None) -> FieldResult:
     """What `inspectlab rf` does: the receptive-field table, each row checked against autograd on a linear
     positive copy (`empirical`, at `units`), and the effective field of `erf_layer` drawn to the PNG `erf`
     (`weights`: a state_dict file loaded into a spec's model for every pass)."""
@@ -237,4 +285,4 @@ def rf(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, a
 
     return analyse(model_or_spec, input_size, args=args, depth=depth, layers=layers, empirical=empirical,
                    units=units, erf=erf, erf_layer=erf_layer, samples=samples, weights=weights, seed=seed,
-                   device=device, force=force, strict=strict)
+                   device=device, force=force, strict=strict, input_data=input_data)

@@ -313,3 +313,15 @@ def test_a_failure_of_dot_is_one_line() -> None:
         render_bytes(broken, "svg")
     message = str(caught.value)
     assert "\n" not in message and message.startswith("Graphviz `dot` failed") and "syntax error" in message
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`inspectlab summary MODEL | head -1`: no error line when the pipe closes (rich exits with 1 there)."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "inspectlab"
+    done = subprocess.run(["bash", "-c", f"'{script}' summary lenet5 --depth 3 | head -1 >/dev/null; "
+                           "echo ${PIPESTATUS[0]}"], capture_output=True, text=True, timeout=120)
+    assert "error" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "0"

@@ -109,6 +109,8 @@ FUNCTIONS: dict[str, Callable[[nn.Module, Any], Any]] = {
     "dump": lambda m, tmp: api.dump(m, SHAPE, layers=["*"], grads=True, out=str(tmp / "d.safetensors")),
     "compare": lambda m, tmp: api.compare([m], SHAPE),
     "sweep": lambda m, tmp: api.sweep(m, [16, 24], input_size=SHAPE),
+    "stages": lambda m, tmp: api.stages(m, SHAPE),
+    "compare_stages": lambda m, tmp: api.compare([m], SHAPE, stages=True),
 }
 
 

@@ -223,3 +223,12 @@ def test_working_set_counts_an_in_place_tensor_once():
     sets = working_sets(trace)
     assert sets["0"] == 4 * 256 * 4  # one buffer
     assert sets["1"] == 4 * (4 * 256 + 256 * 64 + 4 * 64)  # input, weight, output
+
+
+def test_a_layer_without_flops_has_no_roof_fraction():
+    from inspectlab.runtime.device_peaks import DevicePeaks
+    from inspectlab.runtime.per_layer import roofline
+
+    peaks = DevicePeaks("cpu", "float32", 1, 1e11, 1e10, "stub")
+    attained, intensity, bound, fraction = roofline(0, 4096, 1e-6, peaks)  # an embedding: bytes, no FLOPs
+    assert (attained, intensity, bound, fraction) == (0.0, 0.0, "memory", None)

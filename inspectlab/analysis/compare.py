@@ -49,7 +49,7 @@ def final_field(trace: Trace) -> dict[str, Any]:
         fields = receptive_fields(trace)
     except InspectlabError as exc:
         return {"output_stride": None, "rf": None, "rf_global": None, "notes": f"receptive field: {exc}"}
-    pooled = _pooled_to_a_grid(trace)
+    pooled = pooled_to_a_grid(trace)
     strides = [max(info.stride) for tensor, info in fields.items()
                if tensor not in pooled and info.axes and not info.unknown and all(d is not None for d in info.dims)]
     root = next(call for call in trace.calls if call.parent is None)
@@ -64,7 +64,7 @@ def final_field(trace: Trace) -> dict[str, Any]:
     }
 
 
-def _pooled_to_a_grid(trace: Trace) -> set[int]:
+def pooled_to_a_grid(trace: Trace) -> set[int]:
     """Tensors made by adaptive pooling, or by ops whose activation inputs all are such tensors (a classifier
     head after `AdaptiveAvgPool2d(8)`); a merge with an unpooled map (x · SE(x)) is not."""
     pooled: set[int] = set()

@@ -76,11 +76,26 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     }
     breakdown = {category: {"macs": t.macs, "flops": t.flops, "other_flops": t.other_flops}
                  for category, t in count.by_category(phases).items()}
-    return Report(
-        model=model_name, inputs=trace.shapes(trace.inputs), layers=layers, totals=totals,
-        extra={"uncounted_ops": count.uncounted(phases), "breakdown": breakdown, "device": trace.device,
-               "backward": backward, "notes": trace.notes},
-    )
+    extra = {"uncounted_ops": count.uncounted(phases), "breakdown": breakdown, "device": trace.device,
+             "backward": backward, "notes": trace.notes}
+    details = input_details(trace)
+    if details is not None:
+        extra["input_details"] = details
+    return Report(model=model_name, inputs=trace.shapes(trace.inputs), layers=layers, totals=totals, extra=extra)
+
+
+FLOATING = ("float32", "float16", "bfloat16", "float64")
+
+
+def input_details(trace: Trace) -> list[dict[str, Any]] | None:
+    """Name, shape and dtype of each input tensor (in the order of `Report.inputs`), or None for plain inputs:
+    positional floating tensors, whose shapes alone (`Report.inputs`) say what they are. Inputs that are not
+    tensors (strings, None, numbers passed to forward) appear in neither."""
+    details = [{"name": trace.tensors[t].name, "shape": list(trace.tensors[t].shape), "dtype": trace.tensors[t].dtype}
+               for t in trace.inputs]
+    if all(item["name"] is None and item["dtype"] in FLOATING for item in details):
+        return None
+    return details
 
 
 def _fields(trace: Trace) -> FieldMap:

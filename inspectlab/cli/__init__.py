@@ -11,6 +11,7 @@ from inspectlab.cli import (
     graph,  # noqa: F401
     latency,  # noqa: F401
     rf,  # noqa: F401
+    stages,  # noqa: F401
     summary,  # noqa: F401
     zoo,  # noqa: F401  (registers commands)
 )

@@ -17,7 +17,7 @@ from inspectlab.cli.usage import OneLineUsageErrors
 from inspectlab.core.arguments import parse_builder_args
 from inspectlab.core.errors import InspectlabError, describe_error
 from inspectlab.core.io import write_atomic
-from inspectlab.core.shapes import parse_shapes
+from inspectlab.core.shapes import InputSpec, parse_inputs, simplest
 from inspectlab.render import formats
 
 app = typer.Typer(
@@ -54,16 +54,22 @@ class ExportFormat(str, Enum):
 
 
 ModelArg = Annotated[
-    str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, timm:NAME, smp:ARCH, or "
+    str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, timm:NAME, smp:ARCH, hf:MODEL_TYPE, or "
                         "path/to/file.py:factory.")
 ]
 ArgsOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
 DepthOption = Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")]
 InputOption = Annotated[
     list[str] | None,
-    typer.Option("--input", "-i", help="Input shape B,C,H,W or B,T,C,H,W (repeat for several inputs). "
-                 "Default: the model's own (zoo, timm) default input, else 1,3,224,224 (smp: 1,3,512,512)."),
+    typer.Option("--input", "-i", help="Input [NAME=]SHAPE[:DTYPE]: a shape B,C,H,W or B,T,C,H,W; a dtype after a "
+                 "colon (1,128:int64 token ids are zeros; bool, float16, ...); a keyword argument of forward before "
+                 "'=' (input_ids=1,128:int64). Repeat for several inputs (unnamed ones positional, in order). "
+                 "Default: the model's own (zoo, timm, hf) default input, else 1,3,224,224 (smp: 1,3,512,512)."),
 ]
+InputFileOption = Annotated[str | None, typer.Option(
+    "--input-file", help="The inputs themselves, a torch.save file (read with weights_only=True): a tensor, a "
+    "tuple/list of positional arguments, or a dict of keyword arguments; used as they are (real values, real "
+    "shapes), instead of --input.")]
 OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 WeightsOption = Annotated[str | None, typer.Option(
@@ -73,10 +79,22 @@ NonStrictOption = Annotated[bool, typer.Option(
     "--non-strict", help="Load the --weights keys that match; list the missing and unexpected ones.")]
 
 
-def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | None:
-    """The shapes of repeated --input options; None when none was given (the model's default input)."""
+def input_sizes(texts: list[str] | None) -> list[tuple[int, ...]] | list[InputSpec] | None:
+    """The repeated --input options: bare shapes when none has a name or a dtype (as before input specs existed),
+    else input specs; None when none was given (the model's default input)."""
 
-    return parse_shapes(texts) if texts else None
+    return simplest(parse_inputs(texts)) if texts else None
+
+
+def input_file(path: str | None, texts: Any = None) -> Any:
+    """The inputs of --input-file (None without one); it cannot go with --input."""
+    if path is None:
+        return None
+    if texts:
+        raise InspectlabError("--input and --input-file both give the input: choose one")
+    from inspectlab import api
+
+    return api.load_inputs(path)
 
 
 @contextlib.contextmanager
@@ -130,6 +148,8 @@ def command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise typer.Exit(0) from None
             except BaseException as exc:
+                if isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError):
+                    raise typer.Exit(0) from None  # rich met the closed pipe first (and exits with 1)
                 if _state["debug"] or (isinstance(exc, SystemExit) and type(exc) is not SystemExit):
                     raise
                 typer.echo(f"error: {error_line(exc)}", err=True)

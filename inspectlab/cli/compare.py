@@ -26,7 +26,7 @@ from inspectlab.cli.common import (
 from inspectlab.core.arguments import parse_model
 from inspectlab.core.conventions import CONVENTIONS
 from inspectlab.core.errors import InspectlabError
-from inspectlab.core.shapes import check_size, parse_shape, parse_sizes, quoted
+from inspectlab.core.shapes import check_size, parse_input, parse_sizes, quoted
 from inspectlab.render import report_files
 from inspectlab.render.formats import rich_table
 from inspectlab.render.frames import frame_rows
@@ -152,6 +152,9 @@ def compare_command(
     title: TitleOption = None,
     weights: Annotated[list[str] | None, typer.Option(
         "--weights", help="MODEL=PATH: a state_dict file for one of the models (as written); repeatable.")] = None,
+    stages: Annotated[bool, typer.Option(
+        "--stages", help="Backbones stage by stage: per stride, the channels, MACs so far and receptive field of "
+        "each model's feature map (docs/stages.md).")] = False,
 ) -> None:
     """Compare models side by side: params, MACs, memory, output stride, receptive field, latency."""
 
@@ -160,11 +163,11 @@ def compare_command(
     command = _command_text("compare", list(models), {
         "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
         "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
-        None if convention is ConventionChoice.inspectlab else convention.value})
+        None if convention is ConventionChoice.inspectlab else convention.value, "--stages": stages})
     _run_report(
         lambda progress: api.compare(choices, shapes, latency=latency, device=device, convention=convention.value,
                                      warmup=warmup, iters=iters, min_time=min_time, threads=threads,
-                                     progress=progress, weights=_weights_by_model(weights)),
+                                     progress=progress, weights=_weights_by_model(weights), stages=stages),
         fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
 
 
@@ -202,9 +205,9 @@ def sweep_command(
 ) -> None:
     """MACs, memory and latency of one model across input sizes, with the fitted exponent against pixels."""
     pairs = parse_sizes(sizes)
-    template = parse_shape(inputs) if inputs is not None else None  # --input '' is an error
-    for height, width in pairs if template is not None and len(template) >= 3 else ():
-        check_size((*template[:-2], height, width), f"--input {inputs!r} at size {height}×{width}")
+    template = parse_input(inputs) if inputs is not None else None  # --input '' is an error
+    for height, width in pairs if template is not None and len(template.shape) >= 3 else ():
+        check_size((*template.shape[:-2], height, width), f"--input {inputs!r} at size {height}×{width}")
     choice = parse_model(model)
     command = _command_text("sweep", [model], {
         "--sizes": sizes, "--input": inputs, "--arg": args, "--latency": latency,

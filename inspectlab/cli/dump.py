@@ -9,16 +9,19 @@ import typer
 from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
+    InputFileOption,
     ModelArg,
     NonStrictOption,
     TableFormat,
     WeightsOption,
     command,
     emit,
+    input_file,
+    input_sizes,
     parse_args,
 )
 from inspectlab.core.arguments import parse_bytes, parse_floats
-from inspectlab.core.shapes import parse_shapes, shape_text
+from inspectlab.core.shapes import inputs_text, shape_text
 from inspectlab.render.formats import Column, human_bytes
 
 
@@ -32,8 +35,10 @@ def dump_command(
         "--type", "-t", help="Module type (class name or glob, e.g. Conv2d); repeatable; combines with --layers.")
     ] = None,
     input_size: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Input shape such as 1,3,224,224 (with --image: the H, W the images are cropped to).")
+        "--input", "-i", help="Input shape such as 1,3,224,224 (with --image: the H, W the images are cropped to); "
+        "[NAME=]SHAPE[:DTYPE] as elsewhere (input_ids=1,128:int64).")
     ] = None,
+    inputs_file: InputFileOption = None,
     images: Annotated[list[str] | None, typer.Option(
         "--image", help="Image file (PIL); repeat to make a batch. Default input: random (--seed).")] = None,
     grads: Annotated[bool, typer.Option("--grads", help="Also keep the gradient of the objective w.r.t. each output.")
@@ -68,8 +73,9 @@ def dump_command(
 
     Each output is copied the moment it is produced (an in-place op after it cannot change it); every call
     of a reused module is kept (`name#k`). See docs/dump.md."""
+    data = input_file(inputs_file, input_size)
     result = api.dump(
-        model, parse_shapes(input_size) if input_size else None, images=images, layers=layers, types=types,
+        model, input_sizes(input_size), input_data=data, images=images, layers=layers, types=types,
         grads=grads, target=target, out=out, png=png, stats_only=stats_only, force=force,
         max_bytes=parse_bytes(max_bytes), mean=parse_floats(mean, "--mean") if mean else None,
         std=parse_floats(std, "--std") if std else None, args=parse_args(args), weights=weights,
@@ -82,7 +88,8 @@ def dump_command(
         emit("json", [], [], document=result.manifest)
         return
     manifest = result.manifest
-    emit("table", manifest["entries"], _columns(grads), title=f"{model} · input {shape_text(manifest['inputs'])}",
+    shown = inputs_text(manifest.get("input_details"), manifest["inputs"], separator=", ")
+    emit("table", manifest["entries"], _columns(grads), title=f"{model} · input {shown}",
          footer=_footer(result))
 
 

@@ -15,11 +15,13 @@ from inspectlab.cli.common import (
     ArgsOption,
     DepthOption,
     ForceOption,
+    InputFileOption,
     InputOption,
     ModelArg,
     NonStrictOption,
     WeightsOption,
     command,
+    input_file,
     input_sizes,
     parse_args,
 )
@@ -48,6 +50,7 @@ def default_output(model: str, fmt: str) -> str:
 def graph_command(
     model: ModelArg,
     inputs: InputOption = None,
+    inputs_file: InputFileOption = None,
     depth: DepthOption = 2,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="svg, png, pdf (these need Graphviz's `dot` "
                                              "program) or dot (the source; needs nothing).")] = GraphFormat.svg,
@@ -73,8 +76,9 @@ def graph_command(
     target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
     if target is not None:
         check_writable(target, force)
-    digraph = api.graph(model, input_sizes(inputs), depth=depth, args=parse_args(args), weights=weights,
-                        strict=not non_strict, rankdir=rankdir.value,
+    data = input_file(inputs_file, inputs)
+    digraph = api.graph(model, input_sizes(inputs), input_data=data, depth=depth, args=parse_args(args),
+                        weights=weights, strict=not non_strict, rankdir=rankdir.value,
                         collapse_repeats=collapse, show=show)
     if target is None:
         sys.stdout.write(digraph.source)

@@ -11,15 +11,17 @@ from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
     DepthOption,
+    InputFileOption,
     ModelArg,
     NonStrictOption,
     WeightsOption,
     command,
     emit,
+    input_file,
     parse_args,
     progress_bar,
 )
-from inspectlab.core.shapes import batched, check_size, parse_batches, parse_shapes, shape_text
+from inspectlab.core.shapes import batched, check_size, parse_batches, parse_inputs, shape_text, simplest
 from inspectlab.render.formats import Column, human_bytes, human_count, percent
 
 if TYPE_CHECKING:
@@ -47,7 +49,9 @@ class PrecisionChoice(str, Enum):
 def latency_command(
     model: ModelArg,
     input_size: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Input shape such as 1,3,224,224 (repeat for several inputs).")] = None,
+        "--input", "-i", help="Input shape such as 1,3,224,224, [NAME=]SHAPE[:DTYPE] as elsewhere (1,128:int64, "
+        "input_ids=1,128:int64); repeat for several inputs.")] = None,
+    inputs_file: InputFileOption = None,
     batch: Annotated[str | None, typer.Option(
         "--batch", "-b", help="Batch sizes to sweep, e.g. 1,8,32 (replaces the inputs' first dimension).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (cuda:N).")] = "cpu",
@@ -76,15 +80,16 @@ def latency_command(
     """Time the forward pass: mean, std, min, p50/p90/p99, throughput and peak memory, per batch size."""
 
 
-    shapes = parse_shapes(input_size) if input_size else None
+    data = input_file(inputs_file, input_size)
+    specs = parse_inputs(input_size) if input_size else None
     batches = parse_batches(batch)
     for size in batches or ():
-        for shape in batched(shapes or [], size):
-            check_size(shape, f"--input {shape_text(shape)} (--batch {size})")
+        for spec in batched(specs or [], size):
+            check_size(spec.shape, f"--input {shape_text(spec.shape)} (--batch {size})")
     with progress_bar() as progress:
         report = api.latency(
-            model, shapes, args=parse_args(args), weights=weights, strict=not non_strict, batches=batches,
-            device=device,
+            model, simplest(specs) if specs else None, input_data=data, args=parse_args(args), weights=weights,
+            strict=not non_strict, batches=batches, device=device,
             dtype=dtype.value, precision=precision.value, warmup=warmup, iters=iters, min_time=min_time,
             channels_last=channels_last, compile=compile_model, threads=threads,
             cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph, per_layer=per_layer, depth=depth,

@@ -10,15 +10,17 @@ import typer
 from inspectlab import api
 from inspectlab.cli.common import (
     ArgsOption,
+    InputFileOption,
     ModelArg,
     NonStrictOption,
     TextFormat,
     WeightsOption,
     command,
     emit,
+    input_file,
     parse_args,
 )
-from inspectlab.core.shapes import parse_shape, shape_text
+from inspectlab.core.shapes import parse_input, shape_text, simplest
 from inspectlab.render.formats import Column
 
 
@@ -26,8 +28,9 @@ from inspectlab.render.formats import Column
 def rf_command(
     model: ModelArg,
     input_shape: Annotated[str | None, typer.Option(
-        "--input", "-i", help="Input shape N,C,H,W (default: the zoo model's default input, else 1,3,224,224). "
-        "Fields are in pixels of its last two axes.")] = None,
+        "--input", "-i", help="Input shape N,C,H,W, [NAME=]SHAPE[:DTYPE] as elsewhere (default: the model's own "
+        "default input, else 1,3,224,224). Fields are in pixels of its last two axes.")] = None,
+    inputs_file: InputFileOption = None,
     depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")] = 2,
     layers: Annotated[str | None, typer.Option(
         "--layers", help="Glob on module names, e.g. 'layer*' (fnmatch: * crosses dots), or re:REGEX; the model "
@@ -53,8 +56,10 @@ def rf_command(
 ) -> None:
     """Receptive field of every module output, from the whole dataflow graph: size through all paths and
     through the shortest one, stride, padding, and whether some path sees the whole input."""
-    shape = parse_shape(input_shape) if input_shape is not None else None  # --input '' is an error
-    result = api.rf(model, shape, args=parse_args(args), depth=depth, layers=layers, empirical=empirical,
+    data = input_file(inputs_file, input_shape)
+    shape = simplest([parse_input(input_shape)])[0] if input_shape is not None else None  # --input '' is an error
+    result = api.rf(model, shape, input_data=data, args=parse_args(args), depth=depth, layers=layers,
+                    empirical=empirical,
                     units=[u.strip() for u in units.split(",") if u.strip()], erf=erf, erf_layer=erf_layer,
                     samples=samples, weights=weights, seed=seed, device=device, force=force,
                     strict=not non_strict)

@@ -12,6 +12,7 @@ from inspectlab.cli.common import (
     DepthOption,
     ExportFormat,
     ForceOption,
+    InputFileOption,
     InputOption,
     ModelArg,
     NonStrictOption,
@@ -19,13 +20,14 @@ from inspectlab.cli.common import (
     WeightsOption,
     command,
     emit,
+    input_file,
     input_sizes,
     parse_args,
 )
 from inspectlab.core.conventions import check_convention
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
-from inspectlab.core.shapes import shape_text
+from inspectlab.core.shapes import inputs_text
 from inspectlab.render.columns import SUMMARY_COLUMNS, summary_columns
 from inspectlab.render.formats import Column, human_bytes, human_count
 
@@ -61,6 +63,7 @@ def _totals_text(report: Any) -> str:
 def summary_command(
     model: ModelArg,
     inputs: InputOption = None,
+    inputs_file: InputFileOption = None,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16, bfloat16 or float64.")] = "float32",
     device: Annotated[str, typer.Option("--device", help="meta (no compute, any size), cpu or cuda.")] = "meta",
     depth: DepthOption = 2,
@@ -79,12 +82,13 @@ def summary_command(
     if output:
         check_writable(output, force)
     wants_rf = any(c.key in ("rf", "stride") for c in chosen)
-    report = api.summary(model, input_sizes(inputs), args=parse_args(args), weights=weights, strict=not non_strict,
-                         depth=depth, device=device,
+    data = input_file(inputs_file, inputs)
+    report = api.summary(model, input_sizes(inputs), input_data=data, args=parse_args(args), weights=weights,
+                         strict=not non_strict, depth=depth, device=device,
                          dtype=dtype, backward=backward, receptive_field=wants_rf)
     rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
     emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
-         title=f"{model} · input {_shapes_text(report.inputs)}",
+         title=f"{model} · input {_shapes_text(report)}",
          document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
          csv_keys=list(report.layers[0]) if report.layers else None)
 
@@ -93,6 +97,7 @@ def summary_command(
 def flops_command(
     model: ModelArg,
     inputs: InputOption = None,
+    inputs_file: InputFileOption = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also run fvcore, torchinfo and FlopCounterMode "
                                           "themselves (a real CPU run) and print their own totals.")] = False,
     convention: Annotated[str | None, typer.Option("--convention", help="Print one total only: "
@@ -110,8 +115,9 @@ def flops_command(
         check_convention(convention)
     if output:
         check_writable(output, force)
-    report = api.flops(model, input_sizes(inputs), args=parse_args(args), backward=backward, compare=compare,
-                       weights=weights, strict=not non_strict)
+    data = input_file(inputs_file, inputs)
+    report = api.flops(model, input_sizes(inputs), input_data=data, args=parse_args(args), backward=backward,
+                       compare=compare, weights=weights, strict=not non_strict)
     if convention is not None:
         row = next((r for r in report.layers if r["convention"] == convention), None)
         if row is None:
@@ -128,7 +134,7 @@ def flops_command(
     columns.append(Column("counts", "what it counts"))
     if fmt.value == "table":
         columns.pop()
-    emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report.inputs)}"
+    emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report)}"
          + (" · forward + backward" if backward else ""), document=report.to_dict(), output=output,
          force=force, footer=_breakdown_text(report))
 
@@ -146,6 +152,6 @@ def _breakdown_text(report: Any) -> str:
     return "\n".join(lines)
 
 
-def _shapes_text(shapes: list[list[int]]) -> str:
-
-    return " + ".join(shape_text(s) for s in shapes)
+def _shapes_text(report: Any) -> str:
+    """"1×3×224×224 + 1×1×224×224", or with names and dtypes "input_ids=1×128:int64 + ..."."""
+    return inputs_text(report.extra.get("input_details"), report.inputs)

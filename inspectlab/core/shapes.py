@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -85,16 +86,170 @@ def parse_shapes(texts: Sequence[str]) -> list[Shape]:
     return [parse_shape(text) for text in texts]
 
 
+# ------------------------------------------------------------------------------------------------ input specs
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+INPUT_DTYPES = (*FLOAT_DTYPES, "int64", "int32", "int16", "int8", "uint8", "bool")
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
+                 "fp64": "float64", "double": "float64", "long": "int64", "int": "int32", "short": "int16"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+
+
+def dtype_name(text: str, what: str = "dtype") -> str:
+    """The canonical name of an input dtype ("fp16" -> "float16", "long" -> "int64"); unknown ones raise."""
+    canonical = DTYPE_ALIASES.get(text.strip().lower(), text.strip().lower())
+    if canonical not in INPUT_DTYPES:
+        raise InspectlabError(f"unknown {what} {quoted(text.strip())}; choose one of {', '.join(INPUT_DTYPES)}")
+    return canonical
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of the model's forward, to be made up: its shape, its dtype (None: the command's own, float32
+    unless --dtype says otherwise) and the keyword it is passed under (None: positional, in order).
+
+    Floating inputs are standard-normal (seeded) on a real device, shape-only on meta; integer and bool inputs
+    are zeros (a valid index of any embedding, a mask that masks nothing)."""
+
+    shape: Shape
+    dtype: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        given = tuple(self.shape)
+        try:
+            shape = tuple(operator.index(d) for d in given if not isinstance(d, bool))
+        except TypeError:
+            shape = ()
+        if len(shape) != len(given) or not all(d >= 1 for d in shape):
+            raise InspectlabError(f"input {list(given)}: every dimension must be an integer of at least 1")
+        object.__setattr__(self, "shape", shape)
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", dtype_name(self.dtype, "input dtype"))
+        if self.name is not None and not _NAME.fullmatch(self.name):
+            raise InspectlabError(f"input name {quoted(str(self.name))} is not a keyword argument name")
+
+    @property
+    def floating(self) -> bool:
+        """Whether the input is made of floats (and so may be resized, cast, drawn at random)."""
+        return self.dtype is None or self.dtype in FLOAT_DTYPES
+
+    @property
+    def plain(self) -> bool:
+        """A bare shape: positional, of the command's dtype."""
+        return self.dtype is None and self.name is None
+
+    def resized(self, shape: Sequence[int]) -> InputSpec:
+        return replace(self, shape=tuple(shape))
+
+    def text(self) -> str:
+        """"1×3×224×224", "input_ids=1×128:int64": the --input syntax, with × for the separators."""
+        name = f"{self.name}=" if self.name else ""
+        return name + shape_text(self.shape) + (f":{self.dtype}" if self.dtype else "")
+
+
+# What the API takes as `input_size`: one shape, one InputSpec, or a list of shapes and specs.
+InputSize = Sequence[int] | InputSpec | Sequence[Sequence[int] | InputSpec]
+
+
+def parse_input(text: str) -> InputSpec:
+    """Parse one --input: `[NAME=]SHAPE[:DTYPE]`, e.g. "1,3,224,224", "1,128:int64",
+    "attention_mask=1,128:bool" (dtypes: INPUT_DTYPES and DTYPE_ALIASES)."""
+    body = text.strip() if text else ""
+    name = None
+    head, sep, rest = body.partition("=")
+    if sep:
+        if not _NAME.fullmatch(head.strip()):
+            raise InspectlabError(f"malformed --input {quoted(text)}: {quoted(head.strip())} is not a keyword "
+                                  "argument name (give NAME=SHAPE[:DTYPE], e.g. input_ids=1,128:int64)")
+        name, body = head.strip(), rest
+    shape_part, sep, dtype_part = body.partition(":")
+    dtype = None
+    if sep:
+        canonical = DTYPE_ALIASES.get(dtype_part.strip().lower(), dtype_part.strip().lower())
+        if canonical not in INPUT_DTYPES:
+            raise InspectlabError(f"malformed --input {quoted(text)}: unknown dtype {quoted(dtype_part.strip())}; "
+                                  f"choose one of {', '.join(INPUT_DTYPES)}")
+        dtype = canonical
+    return InputSpec(_dims(shape_part, text), dtype, name)
+
+
+def parse_inputs(texts: Sequence[str]) -> list[InputSpec]:
+    """Parse each repeated --input; a keyword given twice is an error."""
+    specs = [parse_input(text) for text in texts]
+    check_names(specs)
+    return specs
+
+
+def check_names(specs: Sequence[InputSpec]) -> None:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name is not None and spec.name in seen:
+            raise InspectlabError(f"--input {spec.name}= is given twice")
+        if spec.name is not None:
+            seen.add(spec.name)
+
+
+def as_specs(input_size: InputSize | Mapping[str, Any]) -> list[InputSpec]:
+    """One shape (1, 3, 224, 224), one InputSpec, or a list of shapes and specs, as a list of specs (a shape is
+    a plain, positional spec). A mapping {name: shape or spec} names keyword inputs."""
+    if isinstance(input_size, InputSpec):
+        return [input_size]
+    if isinstance(input_size, Mapping):
+        specs = [replace(v, name=k) if isinstance(v, InputSpec) else InputSpec(tuple(v), None, k)
+                 for k, v in input_size.items()]
+    elif input_size and isinstance(input_size[0], int):
+        specs = [InputSpec(tuple(input_size))]  # type: ignore[arg-type]
+    else:
+        specs = [s if isinstance(s, InputSpec) else InputSpec(tuple(s)) for s in input_size]  # type: ignore[union-attr]
+    check_names(specs)
+    return specs
+
+
 def as_shapes(input_size: InputSize) -> list[Shape]:
-    """One shape (1, 3, 224, 224) or several [(1, 3, 224, 224), (1, 1, 224, 224)] as a list of shapes."""
+    """One shape (1, 3, 224, 224) or several [(1, 3, 224, 224), (1, 1, 224, 224)] as a list of shapes (of
+    specs: their shapes)."""
+    if isinstance(input_size, InputSpec):
+        return [input_size.shape]
     if input_size and isinstance(input_size[0], int):
         return [tuple(input_size)]  # type: ignore[arg-type]
-    return [tuple(s) for s in input_size]  # type: ignore[union-attr]
+    return [s.shape if isinstance(s, InputSpec) else tuple(s) for s in input_size]  # type: ignore[union-attr]
 
 
-def batched(shapes: Sequence[Shape], batch: int | None) -> list[Shape]:
-    """The shapes with their first dimension replaced by `batch` (unchanged when None)."""
-    return [tuple(shape) if batch is None else (batch, *shape[1:]) for shape in shapes]
+def simplest(specs: Sequence[InputSpec]) -> list[InputSpec] | list[Shape]:
+    """Plain specs as bare shapes (what every function took before specs existed), others as they are."""
+    return [s.shape for s in specs] if all(s.plain for s in specs) else list(specs)
+
+
+def compute_dtype(specs: Sequence[Any], dtype: str = "float32") -> str:
+    """The float dtype a model computes in: `dtype`, or, when that is the default float32, the one floating
+    dtype the specs name (`--input 1,3,224,224:float16` traces a half-precision model: a model computes in one
+    float dtype, and a float32 convolution refuses a float16 input)."""
+    named = {s.dtype for s in specs if isinstance(s, InputSpec) and s.dtype in FLOAT_DTYPES}
+    return named.pop() if dtype == "float32" and len(named) == 1 else dtype
+
+
+def batched(shapes: Sequence[Any], batch: int | None) -> list[Any]:
+    """The shapes (or specs) with their first dimension replaced by `batch` (unchanged when None)."""
+    def one(item: Any) -> Any:
+        if isinstance(item, InputSpec):
+            return item if batch is None else item.resized((batch, *item.shape[1:]))
+        return tuple(item) if batch is None else (batch, *item[1:])
+
+    return [one(item) for item in shapes]
+
+
+def inputs_text(details: Sequence[Mapping[str, Any]] | None, shapes: Sequence[Any] = (),
+                separator: str = " + ") -> str:
+    """The inputs of a report for a title: the shapes ("1×3×224×224 + 1×1×224×224"), or with `details` (a
+    report's "input_details": name, shape, dtype of each input tensor) "input_ids=1×128:int64 + ..."."""
+    if not details:
+        return separator.join(shape_text(s) for s in shapes)
+    parts = []
+    for item in details:
+        dtype = item.get("dtype")
+        suffix = f":{dtype}" if dtype and dtype not in FLOAT_DTYPES else ""
+        parts.append((f"{item['name']}=" if item.get("name") else "") + shape_text(item["shape"]) + suffix)
+    return separator.join(parts)
 
 
 def shape_text(shape: Any, separator: str = ", ") -> str:

@@ -5,6 +5,8 @@ A spec is one of:
 - `tv:NAME`, any torchvision model, built without weights (nothing is ever downloaded);
 - `timm:NAME` and `smp:ARCH`, a timm model or a segmentation_models_pytorch network, likewise
   (`inspectlab.models.sources`: optional extras, imported only when such a spec is built);
+- `hf:MODEL_TYPE`, a Hugging Face transformers model built from its config (`inspectlab.models.hf`, an
+  optional extra too);
 - `path/to/file.py:factory` or `package.module:factory`, a user's own model.
 
 The table below is plain data, so that looking a name up does not import torch. `recipe(spec, args)` says
@@ -28,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import did_you_mean
-from inspectlab.core.shapes import IMAGENET, SEGMENTATION, Shape
-from inspectlab.models import sources
+from inspectlab.core.shapes import IMAGENET, SEGMENTATION, InputSpec, Shape
+from inspectlab.models import hf, sources
 
 if TYPE_CHECKING:
     from torch import nn
@@ -125,16 +127,19 @@ def lookup(name: str) -> ModelEntry:
     return entry
 
 
-def default_input(spec: str) -> Shape:
-    """The input shape a spec is analysed at when the user gives none: the zoo entry's, a timm model's own
-    (its pretrained config), smp's 1×3×512×512 (DPT: its ViT encoder's size), else 1×3×224×224. The timm
-    and smp ones import their library, and so torch; zoo names import nothing."""
+def default_input(spec: str, args: Mapping[str, Any] | None = None) -> Shape | list[InputSpec]:
+    """The input a spec is analysed at when the user gives none: the zoo entry's shape, a timm model's own
+    (its pretrained config), smp's 1×3×512×512 (DPT: its ViT encoder's size), an hf model's named main input
+    (input specs: `pixel_values` from its config, `input_ids` 1×128 int64, ...; `args` is its config), else
+    1×3×224×224. The timm, smp and hf ones import their library, and so torch; zoo names import nothing."""
     if _is_zoo_name(spec):
         return lookup(spec).default_input
     if spec.startswith("timm:"):
         return sources.timm_default_input(spec[5:], spec)
     if spec.startswith("smp:"):
         return sources.smp_default_input(spec[4:], spec)
+    if spec.startswith("hf:"):
+        return hf.hf_default_input(spec[3:], args, spec)
     return IMAGENET
 
 
@@ -152,8 +157,8 @@ class Recipe:
 
 
 def recipe(spec: str, kwargs: Mapping[str, Any] | None = None) -> Recipe:
-    """The builder of a zoo name, `tv:NAME`, `timm:NAME`, `smp:ARCH` or `file.py:factory`, with its arguments
-    checked (and those that would download weights refused)."""
+    """The builder of a zoo name, `tv:NAME`, `timm:NAME`, `smp:ARCH`, `hf:MODEL_TYPE` or `file.py:factory`, with
+    its arguments checked (and those that would download weights refused)."""
     kwargs = dict(kwargs or {})
     if spec.startswith("tv:"):
         builder = _torchvision_builder(spec[3:], kwargs)
@@ -161,6 +166,8 @@ def recipe(spec: str, kwargs: Mapping[str, Any] | None = None) -> Recipe:
         builder = sources.timm_builder(spec[5:], kwargs, spec)
     elif spec.startswith("smp:"):
         builder = sources.smp_builder(spec[4:], kwargs, spec)
+    elif spec.startswith("hf:"):
+        builder = hf.hf_builder(spec[3:], kwargs, spec)
     elif _is_zoo_name(spec):
         entry = lookup(spec)
         builder, kwargs = entry.load_builder(), {**entry.kwargs, **kwargs}

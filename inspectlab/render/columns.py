@@ -6,7 +6,8 @@ ways (exact parameter counts in `summary`, 25.56M in `compare`), the catalogue h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inspectlab.core.errors import InspectlabError
@@ -64,6 +65,13 @@ CATALOGUE: dict[str, Column] = {
     "macs_per_param": Column("macs_per_param", "MACs/param", _ratio, numeric=True),
     "macs_per_output_pixel": Column("macs_per_output_pixel", "MACs/out px", human_count, numeric=True),
     "error": Column("error", "error"),
+    # the stages table (`inspectlab stages`)
+    "stage": Column("name", "stage"),
+    "stage_stride": Column("stride", "stride", _number, numeric=True),
+    "channels": Column("channels", "channels", thousands, numeric=True),
+    "output_shape": Column("output_shape", "output shape", shape_text),
+    "cumulative_macs": Column("cumulative_macs", "MACs so far", human_count, numeric=True),
+    "cumulative_params": Column("cumulative_params", "params so far", human_count, numeric=True),
 }
 SUMMARY_COLUMNS = ("name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "macs", "flops",
                    "other_flops", "output_bytes", "macs_pct", "rf", "stride")
@@ -72,8 +80,30 @@ SUMMARY_ALIASES = {"input": "input_shapes", "output": "output_shapes", "trainabl
 COMPARE_TABLE = ("model", "params_compact", "macs", "other_flops", "activation_bytes", "peak_bytes", "output_stride",
                  "rf_output", "rf_global", "latency_p50_ms", "latency_p90_ms", "macs_per_param",
                  "macs_per_output_pixel", "error")
+STAGES_TABLE = ("stage", "type", "stage_stride", "channels", "output_shape", "rf", "rf_global", "cumulative_macs",
+                "cumulative_params")
+# `compare --stages`: these columns of the model, then `stage_columns` (s4 ch, s4 MACs, s4 RF, s8 ch, ...)
+COMPARE_STAGES_TABLE = ("model", "params_compact", "macs")
+STAGE_COLUMN = re.compile(r"^s(\d+(?:\.\d+)?)_(name|channels|macs|rf)$")
+_STAGE_PARTS = {"channels": ("ch", thousands), "macs": ("MACs", human_count), "rf": ("RF", _number)}
 SWEEP_TABLE = ("size", "input", "macs", "other_flops", "activation_bytes", "peak_bytes", "latency_p50_ms",
                "latency_p90_ms", "error")
+
+
+def stage_columns(rows: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """The per-stride columns of `compare --stages` that some row has, by stride then channels, MACs, RF
+    (the stage's name stays in csv/json)."""
+    found: dict[tuple[float, int], Column] = {}
+    for row in rows:
+        for key, value in row.items():
+            match = STAGE_COLUMN.match(key)
+            if match is None or value is None or match.group(2) == "name":
+                continue
+            part = match.group(2)
+            header, show = _STAGE_PARTS[part]
+            found[(float(match.group(1)), list(_STAGE_PARTS).index(part))] = Column(
+                key, f"s{match.group(1)} {header}", show, numeric=True)
+    return [found[k] for k in sorted(found)]
 
 
 def summary_columns(selection: str) -> list[Column]:

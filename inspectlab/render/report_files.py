@@ -15,7 +15,16 @@ from inspectlab.core.conventions import convention_key
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.version import __version__
 from inspectlab.render import plots
-from inspectlab.render.columns import CATALOGUE, COMPARE_TABLE, SWEEP_TABLE, input_text, table_columns
+from inspectlab.render.columns import (
+    CATALOGUE,
+    COMPARE_STAGES_TABLE,
+    COMPARE_TABLE,
+    STAGE_COLUMN,
+    SWEEP_TABLE,
+    input_text,
+    stage_columns,
+    table_columns,
+)
 from inspectlab.render.formats import Column, cell, rows_to_csv, rows_to_markdown, to_json
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html",
@@ -44,10 +53,28 @@ DEFINITIONS = {
     "p50 / p90": "median and 90th percentile of timed forwards",
     "MACs/out px": "MACs per output position: N·H·W of the first output (N for a classifier)",
 }
+STAGE_DEFINITIONS = {
+    "params, MACs": "the whole model's",
+    "sN ch / MACs / RF": "the stage at stride N (docs/stages.md): channels of its feature map, MACs of everything "
+                         "computed up to it, its receptive field in input pixels (largest over H and W)",
+}
+
+
+def definitions(rows: Rows) -> dict[str, str]:
+    """What the columns of a comparison mean (those of a `--stages` table when its rows have stages)."""
+    return STAGE_DEFINITIONS if has_stages(rows) else DEFINITIONS
+
+
+def has_stages(rows: Rows) -> bool:
+    return any(STAGE_COLUMN.match(key) for row in rows[:1] for key in row)
 
 
 def report_columns(rows: Rows, kind: str, extra: Sequence[str] = ()) -> list[Column]:
-    """The table's columns: those of COMPARE_TABLE or SWEEP_TABLE (plus `extra` keys) with a value somewhere."""
+    """The table's columns: those of COMPARE_TABLE or SWEEP_TABLE (plus `extra` keys) with a value somewhere; a
+    comparison with stages (`compare --stages`): the model, its params and MACs, then each stride's columns."""
+    if kind == "compare" and has_stages(rows):
+        columns = [*table_columns(COMPARE_STAGES_TABLE), *stage_columns(rows), CATALOGUE["error"]]
+        return [c for c in columns if any(row.get(c.key) is not None for row in rows)]
     order = list(COMPARE_TABLE if kind == "compare" else SWEEP_TABLE)
     for key in extra:
         order.insert(order.index("other_flops") + 1, key)
@@ -56,7 +83,8 @@ def report_columns(rows: Rows, kind: str, extra: Sequence[str] = ()) -> list[Col
 
 def convention_keys(rows: Rows) -> list[str]:
     known = {column.key for column in CATALOGUE.values()}
-    return [k for k in (rows[0] if rows else {}) if k.endswith(("_macs", "_flops")) and k not in known]
+    return [k for k in (rows[0] if rows else {})
+            if k.endswith(("_macs", "_flops")) and k not in known and not STAGE_COLUMN.match(k)]
 
 
 # plots ---------------------------------------------------------------------------------------------------------
@@ -104,7 +132,7 @@ def report_title(attrs: Mapping[str, Any], title: str | None) -> str:
     shape = input_text(attrs.get("input")) if attrs.get("input") else "each model's default input"
     if attrs.get("kind") == "sweep":
         return f"Input-size sweep of {attrs.get('model')} ({shape.rsplit('×', 2)[0]}×H×W)"
-    return f"Model comparison · input {shape}"
+    return f"{'Backbone stages' if attrs.get('stages') else 'Model comparison'} · input {shape}"
 
 
 def context_lines(attrs: Mapping[str, Any], command: str | None) -> list[str]:
@@ -159,7 +187,7 @@ def render_markdown(rows: Rows, attrs: Mapping[str, Any], images: Sequence[tuple
     if kind == "sweep" and _exponent_rows(attrs):
         parts += [_EXPONENT_TEXT, "", rows_to_markdown(_exponent_rows(attrs), _EXPONENT_COLUMNS)]
     else:
-        parts += ["Columns: " + "; ".join(f"**{k}**: {v}" for k, v in DEFINITIONS.items()) + ".", ""]
+        parts += ["Columns: " + "; ".join(f"**{k}**: {v}" for k, v in definitions(rows).items()) + ".", ""]
     for name, plot in images:
         parts += [f"## {plot.title}", "", f"![{plot.title}]({name})", "", f"*{plot.caption}*", ""]
     errors, notes = issues(rows)
@@ -216,7 +244,7 @@ def render_html(rows: Rows, attrs: Mapping[str, Any], plots: Sequence[Plot], tit
         parts += [f"<p>{html.escape(_EXPONENT_TEXT)}</p>", _html_table(_exponent_rows(attrs), _EXPONENT_COLUMNS)]
     else:
         parts.append("<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
-                                      for k, v in DEFINITIONS.items()) + "</dl>")
+                                      for k, v in definitions(rows).items()) + "</dl>")
     for plot in plots:
         parts.append(f"<h2>{html.escape(plot.title)}</h2>")
         data = base64.b64encode(plot.png).decode("ascii")

@@ -215,7 +215,7 @@ def roofline(flops: int | None, moved: int | None, seconds: float, peaks: Device
     bandwidth = peaks.bandwidth(working_set)
     bound = "memory" if intensity * bandwidth < peaks.flops_per_s else "compute"
     roof = min(peaks.flops_per_s, intensity * bandwidth)
-    return attained, intensity, bound, attained / roof
+    return attained, intensity, bound, attained / roof if roof > 0 else None  # no FLOPs (an embedding): no roof
 
 
 def per_layer_breakdown(model: nn.Module, inputs: Sequence[torch.Tensor], trace: Trace | None, *, depth: int,

@@ -26,14 +26,16 @@ from inspectlab.analysis.compare import (
 )
 from inspectlab.analysis.conventions import convention_total
 from inspectlab.analysis.flops import count_flops
+from inspectlab.analysis.stages import integral_keys, wide_columns, wide_keys
 from inspectlab.analysis.summary import summarize
 from inspectlab.core.arguments import ModelChoice, as_choice
 from inspectlab.core.conventions import convention_key
 from inspectlab.core.errors import InspectlabError, describe_error
-from inspectlab.core.shapes import Shape, as_shapes
+from inspectlab.core.shapes import InputSpec, Shape, as_specs, simplest
 from inspectlab.render.frames import to_frame
 from inspectlab.workflows.latency import latency
-from inspectlab.workflows.models import input_shapes
+from inspectlab.workflows.models import input_specs
+from inspectlab.workflows.stages import stages_of
 from inspectlab.workflows.trace import trace
 
 if TYPE_CHECKING:
@@ -43,8 +45,9 @@ Progress = Callable[[str, float], None]  # (what is running, fraction done in [0
 
 
 def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, convention: str = "inspectlab",
-                   with_field: bool = True) -> dict[str, Any]:
-    """Totals of api.summary, the convention's total, the final feature map's field and the ratios."""
+                   with_field: bool = True, stages: bool = False) -> dict[str, Any]:
+    """Totals of api.summary, the convention's total, the final feature map's field and the ratios; `stages`:
+    the feature pyramid's columns per stride (`analysis.stages.wide_columns`), from the same trace."""
     recorded = trace(choice.model, list(shapes) if shapes else None, args=choice.args, weights=choice.weights)
     count = count_flops(recorded)
     totals = summarize(recorded, choice.label, depth=0, count=count).totals
@@ -61,6 +64,11 @@ def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, conventi
     row["macs_per_param"] = row["macs"] / row["params"] if row["params"] else None
     row["macs_per_output_pixel"] = row["macs"] / output_pixels(output) if output is not None else None
     notes = [n for n in (row.get("notes"), *recorded.notes) if n]
+    if stages:
+        try:
+            row.update(wide_columns(stages_of(recorded, choice.model, choice.args, choice.label, count).layers))
+        except InspectlabError as exc:  # the row keeps its other columns and says why it has no stages
+            notes.append(f"stages: {exc}")
     row["notes"] = "; ".join(notes) or None
     return row
 
@@ -68,8 +76,8 @@ def static_columns(choice: ModelChoice, shapes: Sequence[Shape] | None, conventi
 def latency_columns(choice: ModelChoice, shapes: Sequence[Shape], timing: Mapping[str, Any],
                     progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """p50/p90 of a timed run, and the run's conditions."""
-    report = latency(choice.model, list(shapes), args=choice.args, progress=progress, weights=choice.weights,
-                     **timing)
+    report = latency(choice.model, list(shapes) if shapes else None, args=choice.args, progress=progress,
+                     weights=choice.weights, **timing)
     stats = report.results[0].stats
     conditions = asdict(report.conditions)
     conditions.pop("model", None)
@@ -89,7 +97,7 @@ def cpu_load() -> dict[str, Any]:
 # rows, frames, progress ----------------------------------------------------------------------------------------
 def _measured_row(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Shape] | None, convention: str,
                   timing: Mapping[str, Any] | None, with_field: bool, context: dict[str, Any],
-                  progress: Progress | None) -> dict[str, Any]:
+                  progress: Progress | None, stages: bool = False) -> dict[str, Any]:
     """Fill a row in place; a failure ends it with its error (static part first, then latency). A user's
     code that raises a BaseException (sys.exit, ...) fails its row only; a Ctrl-C, and a subclass of
     SystemExit (SIGTERM's `Terminated`), still end the run."""
@@ -97,7 +105,7 @@ def _measured_row(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Sha
         return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and type(exc) is not SystemExit)
 
     try:
-        row.update(static_columns(choice, shapes, convention, with_field))
+        row.update(static_columns(choice, shapes, convention, with_field, stages))
     except BaseException as exc:  # the row says what failed; the other rows go on
         if own(exc):
             raise
@@ -105,7 +113,7 @@ def _measured_row(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Sha
         return row
     if timing is not None:
         try:
-            measured, conditions = latency_columns(choice, [tuple(s) for s in row["input"]], timing, progress)
+            measured, conditions = latency_columns(choice, shapes, timing, progress)  # None: the model's own
             row.update(measured)
             context.setdefault("latency", conditions)
             if conditions.get("load_average", 0) > context["latency"].get("load_average", 0):
@@ -132,7 +140,8 @@ def _stepper(progress: Progress | None, total: int) -> Callable[[int, str], Prog
 # compare ------------------------------------------------------------------------------------------------------
 def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | None = None, *,
                    convention: str = "inspectlab", timing: Mapping[str, Any] | None = None,
-                   progress: Progress | None = None, weights: Mapping[str, str] | None = None) -> pd.DataFrame:
+                   progress: Progress | None = None, weights: Mapping[str, str] | None = None,
+                   stages: bool = False) -> pd.DataFrame:
     """One row per model (COMPARE_KEYS, plus `<convention>_<unit>` for another convention). `weights`: a
     state_dict file per model, by its label (as written) or its spec.
 
@@ -148,21 +157,26 @@ def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | 
     unknown = set(weights or {}) - {c.label for c in choices} - {c.model for c in choices if isinstance(c.model, str)}
     if unknown:
         raise InspectlabError(f"--weights names no model of this comparison: {', '.join(sorted(unknown))}")
-    context: dict[str, Any] = {"kind": "compare", "input": [list(s) for s in shapes] if shapes else None,
+    context: dict[str, Any] = {"kind": "compare", "input": _listed(shapes) if shapes else None,
                                "convention": convention}
     step = _stepper(progress, len(choices))
     rows = []
     for index, choice in enumerate(choices):
-        row: dict[str, Any] = {"model": choice.label, "input": [list(s) for s in shapes] if shapes else None}
+        row: dict[str, Any] = {"model": choice.label, "input": _listed(shapes) if shapes else None}
         rows.append(_measured_row(row, choice, shapes, convention, timing, True, context,
-                                  step(index, f"{choice.label} ({index + 1}/{len(choices)})")))
+                                  step(index, f"{choice.label} ({index + 1}/{len(choices)})"), stages))
     if progress is not None:
         progress("done", 1.0)
     keys = COMPARE_KEYS if convention == "inspectlab" else (*COMPARE_KEYS[:8], convention_key(convention),
                                                               *COMPARE_KEYS[8:])
     if timing is None:
         keys = tuple(k for k in keys if not k.startswith("latency_"))
-    return to_frame(rows, keys, context, INT_KEYS)
+    if not stages:
+        return to_frame(rows, keys, context, INT_KEYS)
+    context["stages"] = True
+    added = wide_keys(rows)
+    at = keys.index("notes")
+    return to_frame(rows, (*keys[:at], *added, *keys[at:]), context, INT_KEYS | set(integral_keys(rows, added)))
 
 
 def _with_weights(choice: ModelChoice, weights: Mapping[str, str]) -> ModelChoice:
@@ -170,9 +184,22 @@ def _with_weights(choice: ModelChoice, weights: Mapping[str, str]) -> ModelChoic
     return replace(choice, weights=path) if path else choice
 
 
-def _shapes(input_size: Shape | Sequence[Shape] | None) -> list[Shape] | None:
-    """One shape or a list of shapes as a list; None stays None (each model's default input)."""
-    return None if input_size is None else as_shapes(input_size)
+def _shapes(input_size: Any) -> list[Any] | None:
+    """One shape or a list of shapes (or input specs) as a list; None stays None (each model's default input)."""
+    return None if input_size is None else simplest(as_specs(input_size))
+
+
+def _listed(shapes: Sequence[Any]) -> list[list[int]]:
+    return [list(s.shape) if isinstance(s, InputSpec) else list(s) for s in shapes]
+
+
+def _template(input_size: Any, choice: ModelChoice) -> Any:
+    """The input a sweep resizes (a shape, or a named or typed spec); it must hold floats (an image)."""
+    spec = as_specs(input_size)[0] if input_size else input_specs(choice.model, None, choice.args)[0]
+    if not spec.floating:
+        raise InspectlabError(f"sweep resizes the last two dims of an image input, and {spec.text()} is not one "
+                              "(token ids or a mask?): give --input N,C,H,W")
+    return spec.shape if spec.plain else spec
 
 
 def sweep_model(model: Any, sizes: Sequence[tuple[int, int]], *, input_size: Shape | None = None,
@@ -185,16 +212,18 @@ def sweep_model(model: Any, sizes: Sequence[tuple[int, int]], *, input_size: Sha
         choice = ModelChoice(choice.label, choice.model, {**choice.args, **(args or {})}, weights or choice.weights)
     if not sizes:
         raise InspectlabError("a sweep needs at least one size")
-    template = tuple(input_size) if input_size else input_shapes(choice.model, None)[0]
-    sized(template, 1, 1)  # a template without spatial dims fails here, not once per size
-    context: dict[str, Any] = {"kind": "sweep", "model": choice.label, "input": list(template)}
+    template = _template(input_size, choice)
+    base = template.shape if isinstance(template, InputSpec) else template
+    sized(base, 1, 1)  # a template without spatial dims fails here, not once per size
+    context: dict[str, Any] = {"kind": "sweep", "model": choice.label, "input": list(base)}
     step = _stepper(progress, len(sizes))
     rows = []
     for index, (height, width) in enumerate(sizes):
         label = f"{height}×{width}"
-        shape = sized(template, height, width)
+        shape = sized(base, height, width)
         row: dict[str, Any] = {"size": label, "height": height, "width": width, "pixels": height * width,
                                "input": [list(shape)]}
+        shape = template.resized(shape) if isinstance(template, InputSpec) else shape
         _measured_row(row, choice, [shape], "inspectlab", timing, False, context,
                       step(index, f"{choice.label} {label} ({index + 1}/{len(sizes)})"))
         rows.append(row)

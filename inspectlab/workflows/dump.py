@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from inspectlab.analysis.memory import estimate_memory
+from inspectlab.analysis.summary import input_details
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
 from inspectlab.core.naming import ROOT
@@ -22,10 +23,10 @@ from inspectlab.runtime import dump_writer
 from inspectlab.runtime.capture import Capture, objective, primary_output
 from inspectlab.runtime.images import IMAGENET_MEAN, IMAGENET_STD, load_images
 from inspectlab.runtime.memory import check_fits
-from inspectlab.tracing.inputs import example_inputs
+from inspectlab.tracing.inputs import CallInputs, as_call, example_call, on_device
 from inspectlab.workflows.files import write_into_folder
 from inspectlab.workflows.guard import hands_off
-from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
+from inspectlab.workflows.models import ModelOrSpec, input_specs, model_name, resolve
 from inspectlab.workflows.trace import trace
 
 
@@ -46,7 +47,7 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
          force: bool = False, max_bytes: int | None = None, mean: Sequence[float] | None = None,
          std: Sequence[float] | None = None, args: Mapping[str, Any] | None = None, device: str = "cpu",
          top_k: int = 16, seed: int = 0, train: bool = False, weights: str | None = None,
-         strict: bool = True) -> DumpResult:
+         strict: bool = True, input_data: Any = None) -> DumpResult:
     """Capture the selected outputs for one input (random with `seed`, or `images`) and write them. A model
     built from a spec is initialised under `torch.manual_seed(seed)` (the global RNG is left as it was). The
     forward runs in eval mode unless `train`, and leaves a user's module as it was (`workflows.guard`).
@@ -54,6 +55,8 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
     The Trace (a meta-device pass) comes first: it gives the size of the dump, refused above `max_bytes`
     (default 2 GB) or the free disk, and the receptive field of every output for the manifest. Tensors are
     kept only when something needs them (`out` without `stats_only`, `png`); otherwise only statistics.
+    `input_size`: shapes or input specs (dtype, keyword); `input_data`: the inputs themselves (a tensor, a list
+    of positional arguments, a dict of keyword arguments; `tracing.inputs.as_call`).
     """
     if target is not None and not grads:
         raise InspectlabError("--target chooses the logit the gradients are taken of: add --grads")
@@ -70,15 +73,22 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
         torch.manual_seed(seed)
         built = resolve(model_or_spec, args, device, weights, strict)
     model = built.module
-    shapes = input_shapes(model_or_spec, input_size)
+    if images and input_data is not None:
+        raise InspectlabError("--image and --input-file both give the input: choose one")
+    specs = input_specs(model_or_spec, input_size, args) if input_data is None else []
     pictures = None
     if images:
-        if len(shapes) != 1 or len(shapes[0]) != 4:
+        shapes = [spec.shape for spec in specs]
+        if len(specs) != 1 or len(shapes[0]) != 4 or not specs[0].floating:
             raise InspectlabError(f"--image makes one N×C×H×W input; the input given is {shapes}")
         batch = load_images(images, (shapes[0][2], shapes[0][3]), shapes[0][1], mean, std)
-        inputs, pictures = [batch.tensor], batch.pictures
+        name = specs[0].name
+        inputs = CallInputs([batch.tensor], {}) if name is None else CallInputs([], {name: batch.tensor})
+        pictures = batch.pictures
+    elif input_data is not None:
+        inputs = on_device(as_call(input_data), "cpu")
     else:
-        inputs = example_inputs(shapes, "float32", "cpu", seed=seed)
+        inputs = example_call(specs, "float32", "cpu", seed=seed)
     cap = Capture(model, layers, types=types, grads=grads, keep=keep)
 
     recorded = trace(model, input_data=inputs)
@@ -94,17 +104,18 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
     memory = estimate_memory(recorded)  # the forward's peak, the kept copies, and what a backward keeps
     needed = memory.peak_bytes + (estimate if keep else 0) + (memory.activation_bytes if grads else 0)
     check_fits(needed, where, f"dumping {model_name(model_or_spec)}")
-    real_inputs = [t.to(where) for t in inputs]
+    real_inputs = on_device(inputs, str(where))
     with hands_off(model, real=True, train=train, owned=isinstance(model_or_spec, str)), cap, \
             torch.set_grad_enabled(grads):
-        output = model(*real_inputs)
+        output = model(*real_inputs.args, **real_inputs.kwargs)
         if grads:
             cap.backward(objective(output, target))
     never = [name or ROOT for name in cap.modules if name not in cap.called]
     if never:
         notes.append(f"selected but never called through forward: {', '.join(never)}")
     header = {
-        "model": model_name(model_or_spec), "inputs": [list(t.shape) for t in inputs],
+        "model": model_name(model_or_spec), "inputs": [list(t.shape) for t in inputs.tensors()],
+        **({"input_details": details} if (details := input_details(recorded)) is not None else {}),
         "images": list(images) if images else None,
         "normalisation": {"mean": list(mean), "std": list(std)} if images else None,
         "seed": None if images else seed, "weights": weights, "device": str(where), "training": train,
@@ -120,7 +131,9 @@ def dump(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, ima
             written = dump_writer.write_dump(cap.tensors(), document, out, force)
     pngs: list[str] = []
     if png:
-        shown = pictures if pictures is not None else input_pictures(inputs[0])
+        first = next(iter(inputs.tensors()), None)
+        shown = pictures if pictures is not None else (
+            input_pictures(first) if first is not None and first.is_floating_point() else None)
         pngs = write_into_folder(png, feature_pngs(cap.entries, shown, top_k), force)
     return DumpResult(document, cap, written, pngs, estimate)
 

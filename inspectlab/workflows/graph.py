@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from inspectlab.analysis.graph import build_graph, parse_show
-from inspectlab.core.shapes import InputSize, shape_text
+from inspectlab.analysis.summary import input_details
+from inspectlab.core.shapes import InputSize, inputs_text, shape_text
 from inspectlab.render.graphviz_render import to_digraph
 from inspectlab.workflows.models import ModelOrSpec, model_name
 from inspectlab.workflows.trace import trace
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def graph(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, depth: int = 2,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          input_data: Any = None, args: Mapping[str, Any] | None = None,
           rankdir: str = "TB", collapse_repeats: bool = True, show: str | Sequence[str] = "params",
           weights: str | None = None, strict: bool = True) -> graphviz.Digraph:
     """Module calls at `depth`, the functional ops that carry structure (add, cat, mul, interpolate), tensors
@@ -24,5 +25,7 @@ def graph(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, de
     chosen = parse_show(show)
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights, strict=strict)
     drawn = build_graph(recorded, depth, collapse_repeats, receptive_field="rf" in chosen)
-    title = f"{model_name(model_or_spec)} · input {shape_text(recorded.shapes(recorded.inputs))} · depth {depth}"
+    details = input_details(recorded)
+    shown = inputs_text(details, separator=", ") if details else shape_text(recorded.shapes(recorded.inputs))
+    title = f"{model_name(model_or_spec)} · input {shown} · depth {depth}"
     return to_digraph(drawn, chosen, rankdir, title)

@@ -1,5 +1,6 @@
 """Models and their inputs: a spec built through the registry's recipe, a user's module as it is, the
-default input shapes, and the zoo's table (with its parameter counts cached)."""
+default inputs (shapes, or input specs with a dtype and a keyword), the inputs read from a file, and the zoo's
+table (with its parameter counts cached)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from inspectlab.core.checkpoints import load_into
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import cache_dir, write_atomic
-from inspectlab.core.shapes import IMAGENET, InputSize, Shape, as_shapes, check_size
+from inspectlab.core.shapes import IMAGENET, InputSize, InputSpec, Shape, as_specs, check_size
 from inspectlab.models import registry
 from inspectlab.tracing.build import Built, paused_gc, run_builder
+from inspectlab.tracing.inputs import CallInputs, load_inputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,15 +54,29 @@ def resolve(model_or_spec: ModelOrSpec, args: Mapping[str, Any] | None = None, d
     return Built(model_or_spec)
 
 
-def input_shapes(model_or_spec: ModelOrSpec, input_size: InputSize | None) -> list[Shape]:
-    """Normalise one shape or a list of shapes; default: the zoo entry's input (else 1x3x224x224)."""
+def input_specs(model_or_spec: ModelOrSpec, input_size: InputSize | None,
+                args: Mapping[str, Any] | None = None) -> list[InputSpec]:
+    """Normalise one shape, one spec or a list of them into specs; default: the spec's own input (the zoo
+    entry's, a timm/smp/hf model's; `args` may change an hf model's), else 1x3x224x224."""
     if input_size is None:
-        return [registry.default_input(model_or_spec) if isinstance(model_or_spec, str) and model_or_spec
-                else IMAGENET]
-    shapes = as_shapes(input_size)
-    for shape in shapes:
-        check_size(shape, f"input {list(shape)}")
-    return shapes
+        default = registry.default_input(model_or_spec, args) if isinstance(model_or_spec, str) and model_or_spec \
+            else IMAGENET
+        return as_specs(default)
+    specs = as_specs(input_size)
+    for spec in specs:
+        check_size(spec.shape, f"input {list(spec.shape)}")
+    return specs
+
+
+def input_shapes(model_or_spec: ModelOrSpec, input_size: InputSize | None,
+                 args: Mapping[str, Any] | None = None) -> list[Shape]:
+    """The shapes of `input_specs` (one shape or a list of shapes; default: the spec's own input)."""
+    return [spec.shape for spec in input_specs(model_or_spec, input_size, args)]
+
+
+def read_inputs(path: str) -> CallInputs:
+    """The inputs saved in a file (`--input-file`): read with `torch.load(weights_only=True)`."""
+    return load_inputs(path)
 
 
 def model_name(model_or_spec: ModelOrSpec) -> str:

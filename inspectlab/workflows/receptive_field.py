@@ -13,6 +13,7 @@ import torch
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.receptive_field import FieldMap, FieldRow, RfRow, field_report, field_rows, receptive_fields
 from inspectlab.analysis.report import Report
+from inspectlab.analysis.summary import input_details
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
 from inspectlab.core.shapes import InputSize, shape_text
@@ -66,32 +67,36 @@ class FieldResult:
 
 def receptive_field(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
                     args: Mapping[str, Any] | None = None, depth: int | None = None, layers: str | None = None,
-                    input_data: Sequence[Any] | None = None, weights: str | None = None,
+                    input_data: Any = None, weights: str | None = None,
                     strict: bool = True) -> Report[RfRow]:
     """One row per module output with rf, rf_min (shortest path), stride, padding and the global flag."""
-    recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights, strict=strict)
-    return field_report(receptive_fields(recorded), model_name(model_or_spec), depth, layers)
+    recorded = _image_trace(trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights,
+                                  strict=strict))
+    return _with_inputs(field_report(receptive_fields(recorded), model_name(model_or_spec), depth, layers), recorded)
 
 
 def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
        depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
        erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
-       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True) -> FieldResult:
+       seed: int = 0, device: str = "cpu", force: bool = False, strict: bool = True,
+       input_data: Any = None) -> FieldResult:
     """The receptive-field table, checked against autograd (`empirical`) and with the effective field of
     `erf_layer` written as a PNG to `erf`. A spec is built for the real runs under a forked RNG seeded with
-    `seed` (the process's RNG is left as it was)."""
+    `seed` (the process's RNG is left as it was). `input_data`: the inputs themselves (the fields are of the
+    first one's image axes)."""
     if not units or any(u not in UNITS for u in units):
         raise InspectlabError(f"--units takes a comma-separated subset of {', '.join(UNITS)}, got {','.join(units)!r}")
     if samples < 1:
         raise InspectlabError("--samples must be at least 1")
     if erf is not None:
         check_writable(erf, force)  # before any work
-    recorded = trace(model_or_spec, input_size, args=args, weights=weights, strict=strict)
+    recorded = _image_trace(trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights,
+                                  strict=strict))
     fields = receptive_fields(recorded)
     rows = field_rows(fields, depth, layers)
     if layers and not rows:
         raise InspectlabError(f"no module matches --layers {layers!r} at depth ≤ {depth}")
-    report = field_report(fields, model_name(model_or_spec), depth, layers)
+    report = _with_inputs(field_report(fields, model_name(model_or_spec), depth, layers), recorded)
     result = FieldResult(report, tuple(recorded.tensors[fields.input_id].shape))
     if not (empirical or erf):
         return result
@@ -107,6 +112,26 @@ def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args:
             result.effective = _effective_field(network, fields, erf_layer, result.input_shape, samples, seed,
                                                 device, weights, erf, force, model_name(model_or_spec))
     return result
+
+
+def _image_trace(recorded: Trace) -> Trace:
+    """The Trace, if its first input is an image (floating values); token ids or a mask get one line."""
+    if recorded.inputs:
+        first = recorded.tensors[recorded.inputs[0]]
+        if first.dtype not in ("float32", "float16", "bfloat16", "float64"):
+            what = f"{first.name}=" if first.name else ""
+            raise InspectlabError(f"rf measures fields in pixels of an image input, and the first input is "
+                                  f"{what}{shape_text(first.shape)}:{first.dtype} (token ids or a mask?): give an "
+                                  f"image input such as --input 1,3,224,224")
+    return recorded
+
+
+def _with_inputs(report: Report[RfRow], recorded: Trace) -> Report[RfRow]:
+    """The report with the names and dtypes of its inputs, where they are more than shapes."""
+    details = input_details(recorded)
+    if details is not None:
+        report.extra["input_details"] = details
+    return report
 
 
 def _autograd_peak(recorded: Trace) -> int:

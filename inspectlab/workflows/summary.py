@@ -3,7 +3,7 @@ peers' own numbers, and the module hierarchy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,14 +17,14 @@ from inspectlab.analysis.summary import LayerRow, summarize
 from inspectlab.core.shapes import InputSize
 from inspectlab.runtime.memory import check_fits
 from inspectlab.runtime.peers import peer_totals
-from inspectlab.tracing.inputs import example_inputs, on_device
+from inspectlab.tracing.inputs import as_call, example_call, on_device, positional
 from inspectlab.workflows.guard import hands_off
-from inspectlab.workflows.models import ModelOrSpec, input_shapes, model_name, resolve
+from inspectlab.workflows.models import ModelOrSpec, input_specs, model_name, resolve
 from inspectlab.workflows.trace import SEED, trace
 
 
 def summary(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
-            input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None, depth: int = 2,
+            input_data: Any = None, args: Mapping[str, Any] | None = None, depth: int = 2,
             device: str = "meta", dtype: str = "float32", backward: bool = False,
             receptive_field: bool = False, train: bool = False, weights: str | None = None,
             strict: bool = True) -> Report[LayerRow]:
@@ -37,7 +37,7 @@ def summary(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
 
 
 def flops(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          input_data: Any = None, args: Mapping[str, Any] | None = None,
           backward: bool = False, compare: bool = False, weights: str | None = None,
           strict: bool = True) -> Report[ConventionRow]:
     """Totals under every counting convention, the category breakdown, and (compare) each peer's own number
@@ -50,15 +50,14 @@ def flops(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
         peers: dict[str, Any] = {}
     else:
         built = resolve(model_or_spec, args, "cpu", weights, strict)
-        shapes = input_shapes(model_or_spec, input_size)
-        inputs = on_device(input_data, "cpu") if input_data is not None else example_inputs(
-            shapes, "float32", "cpu", seed=SEED)
+        inputs = on_device(as_call(input_data), "cpu") if input_data is not None else example_call(
+            input_specs(model_or_spec, input_size, args), "float32", "cpu", seed=SEED)
         recorded = trace(built.module, input_data=inputs, backward=backward)
         recorded.notes[:0] = built.notes
         count = count_flops(recorded)
         check_fits(estimate_memory(recorded).peak_bytes, torch.device("cpu"), f"{model_name(model_or_spec)}'s peers")
         with hands_off(built.module, real=True, owned=isinstance(model_or_spec, str)):
-            peers = peer_totals(built.module, inputs, backward)
+            peers = peer_totals(built.module, positional(built.module, inputs, "flops --compare"), backward)
     totals = summarize(recorded, model_name(model_or_spec), depth=0, backward=backward, count=count)
     return Report(model=totals.model, inputs=totals.inputs, layers=convention_rows(count, backward, peers),
                   totals=totals.totals, extra=totals.extra)

@@ -13,13 +13,21 @@ from torch import nn
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params
 from inspectlab.core.errors import first_line
-from inspectlab.core.shapes import InputSize, Shape
+from inspectlab.core.shapes import InputSize, InputSpec, compute_dtype
 from inspectlab.runtime.memory import check_fits
 from inspectlab.tracing.build import paused_gc
-from inspectlab.tracing.inputs import example_inputs, on_device, torch_dtype
+from inspectlab.tracing.inputs import (
+    CallInputs,
+    as_call,
+    example_call,
+    input_dtype,
+    named_tensors,
+    on_device,
+    torch_dtype,
+)
 from inspectlab.tracing.recorder import NeedsRealRun, record
 from inspectlab.workflows.guard import hands_off
-from inspectlab.workflows.models import ModelOrSpec, build, input_shapes, model_name, resolve
+from inspectlab.workflows.models import ModelOrSpec, build, input_specs, model_name, resolve
 
 if TYPE_CHECKING:
     from inspectlab.tracing.records import Trace
@@ -32,7 +40,7 @@ VALUE_DEPENDENT = ("aten.nonzero", "aten._local_scalar_dense", "aten.masked_sele
 
 
 def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
-          input_data: Sequence[Any] | None = None, args: Mapping[str, Any] | None = None,
+          input_data: Any = None, args: Mapping[str, Any] | None = None,
           device: str = "meta", dtype: str = "float32", backward: bool = False, train: bool = False,
           force: bool = False, weights: str | None = None, strict: bool = True) -> Trace:
     """Record one pass of the model (the Trace of DESIGN.md): module tree, calls, ops and tensors.
@@ -41,6 +49,11 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     forward needs real values falls back to a real run on the CPU, and the Trace's notes say so. Every pass
     runs in eval mode unless `train`. A real run is refused (unless `force`) when its estimated peak does
     not fit the device's free memory. `weights`: a state_dict file loaded into a spec's model.
+
+    `input_size`: shapes or input specs (`core.shapes.InputSpec`: a dtype, a keyword name), made up as
+    `tracing.inputs.example_call` says; `input_data`: the user's own values (`tracing.inputs.as_call`: a tensor,
+    a list of positional arguments, a dict of keyword arguments, with any nesting and non-tensor values), their
+    tensors moved to the pass's device and everything else passed as it is.
     """
     owned = isinstance(model_or_spec, str)
     if not owned:
@@ -48,10 +61,11 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     built = build(model_or_spec, args, "meta", weights, strict) if owned else None
     model = built.module if built is not None else model_or_spec
     notes = list(built.notes) if built is not None else []
-    data = list(input_data) if input_data is not None else None
-    shapes = [tuple(t.shape) for t in data] if data is not None else input_shapes(model_or_spec, input_size)
+    data = as_call(input_data) if input_data is not None else None
+    specs = input_specs(model_or_spec, input_size, args) if data is None else []
+    dtype = compute_dtype(specs, dtype)
     try:
-        meta = _record(model, data, shapes, "meta", dtype, backward, train, owned)
+        meta = _record(model, data, specs, "meta", dtype, backward, train, owned)
     except NeedsRealRun as reason:
         meta, real_reason = None, reason
     if device == "meta" and meta is not None:
@@ -61,27 +75,40 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     real_device = device if device != "meta" else "cpu"
     if not owned:
         real_device = next((p.device.type for p in model.parameters()), real_device) if device == "meta" else device
-    needed = _estimate(meta, model, shapes, dtype)
+    needed = _estimate(meta, model, data, specs, dtype)
     if not force:
         check_fits(needed, _torch_device(real_device), f"{model_name(model_or_spec)} on {real_device}",
                    0 if owned else _bytes_on(model, real_device))
     if owned:
         rebuilt = build(model_or_spec, args, real_device, weights, strict)
         model, notes = rebuilt.module, list(rebuilt.notes)
-    result = _record(model, data, shapes, real_device, dtype, backward, train, owned)
+    result = _record(model, data, specs, real_device, dtype, backward, train, owned)
     if meta is None:
+        given = "the given input" if data is not None else "a seeded random input" + (
+            "" if all(s.floating for s in specs) else " (integers and bools: zeros)")
         result.notes.append(f"the forward cannot run on the meta device ({first_line(str(real_reason))}); ran on "
-                            f"{real_device} instead, with a seeded random input")
+                            f"{real_device} instead, with {given}")
     result.notes[:0] = notes
     return _noted(result)
 
 
-def _record(model: nn.Module, data: list[Any] | None, shapes: Sequence[Shape], device: str, dtype: str,
+def _record(model: nn.Module, data: CallInputs | None, specs: Sequence[InputSpec], device: str, dtype: str,
             backward: bool, train: bool, owned: bool) -> Trace:
-    inputs = on_device(data, device) if data is not None else example_inputs(
-        shapes, dtype, device, seed=None if device == "meta" else SEED)
+    call = on_device(data, device) if data is not None else example_call(
+        specs, dtype, device, seed=None if device == "meta" else SEED)
     with hands_off(model, real=device != "meta", train=train, owned=owned), paused_gc():
-        return record(model, inputs, device=device, backward=backward, dtype=torch_dtype(dtype))
+        recorded = record(model, call.args, call.kwargs, device=device, backward=backward, dtype=torch_dtype(dtype))
+    return _named(recorded, call)
+
+
+def _named(recorded: Trace, call: CallInputs) -> Trace:
+    """Name each input tensor of the Trace as it was given: a keyword argument by its keyword, a tensor inside
+    a structure by its path ("[0]['a']"); a top-level positional tensor stays unnamed."""
+    for tensor_id, (name, _) in zip(recorded.inputs, named_tensors(call), strict=False):
+        info = recorded.tensors[tensor_id]
+        if name is not None and info.name is None:
+            info.name = name
+    return recorded
 
 
 def _noted(result: Trace) -> Trace:
@@ -96,17 +123,22 @@ def _noted(result: Trace) -> Trace:
     return result
 
 
-def _estimate(meta: Trace | None, model: nn.Module, shapes: Sequence[Shape], dtype: str) -> int:
+def _estimate(meta: Trace | None, model: nn.Module, data: CallInputs | None, specs: Sequence[InputSpec],
+              dtype: str) -> int:
     """The peak of a real run: the meta trace's estimate, else (no meta trace) a lower bound: the model's
     parameters and buffers and the inputs."""
     if meta is not None:
         return estimate_memory(meta).peak_bytes
     counts = count_params(model)
-    itemsize = torch_dtype(dtype).itemsize
-    return counts.bytes + counts.buffer_bytes + sum(itemsize * _numel(shape) for shape in shapes)
+    if data is not None:
+        inputs = sum(t.numel() * t.element_size() for t in data.tensors())
+    else:
+        inputs = sum((input_dtype(s.dtype) if s.dtype else torch_dtype(dtype)).itemsize * _numel(s.shape)
+                     for s in specs)
+    return counts.bytes + counts.buffer_bytes + inputs
 
 
-def _numel(shape: Shape) -> int:
+def _numel(shape: Sequence[int]) -> int:
     total = 1
     for dim in shape:
         total *= dim
