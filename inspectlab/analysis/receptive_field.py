@@ -15,17 +15,22 @@ r' = r + (k-1)·d·j, j' = j·s, c' = c + ((k-1)·d/2 - p)·j, per unit. Where p
 the field is the union, and merges whose inputs are not centred on the same pixels are noted with
 their offsets. A reduction over a spatial axis (global pooling, flatten + linear, softmax over
 positions, attention) makes the field global: the axis keeps, as a summary, the local field it had.
-An op with no rule makes its outputs "unknown" (with the reason), never a guess.
+An axis moved by permute / view (NHWC blocks, tokens, windows) keeps its per-unit table, spread over several
+dims where it shares one (rf_layout.py). An op with no rule, or one that would mix such positions in a way the
+walk does not follow, makes its outputs "unknown" (with the reason), never a guess; so does a field that
+breaks an invariant (rf_checks.py: "inconsistent: ...").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from inspectlab.analysis.report import ABSENT, Absent, Report, Row
+from inspectlab.analysis.rf_checks import coarsest_stride, field_problem, merge_problem
 from inspectlab.analysis.rf_fields import (
     CONSTANT,
     AxisField,
@@ -33,13 +38,15 @@ from inspectlab.analysis.rf_fields import (
     FieldInfo,
     FieldMap,
     FieldNote,
+    Inconsistent,
     NoRule,
+    Pieces,
     broadcast,
     centre_offset,
     identity_table,
     union,
 )
-from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, pointwise, rule_for, times_zero
+from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, layout_guard, pointwise, rule_for, times_zero
 from inspectlab.analysis.rf_tables import PackedTable
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import matches
@@ -59,6 +66,7 @@ class Walk:
     def __init__(self, trace: Trace, fields: FieldMap) -> None:
         self.trace = trace
         self.fields = fields
+        self.coarsest = Fraction(1)  # the largest stride of a map so far (rf_checks.extent_problem)
 
     def shape(self, tensor_id: int) -> tuple[int, ...]:
         return self.trace.tensors[tensor_id].shape
@@ -96,7 +104,17 @@ class Walk:
             self.assign(op, [FieldInfo(unknown=reason)] * len(op.outputs))
             return
         try:
+            layout_guard(self, op, rule)
             results = rule(self, op)
+            size = self.fields.input_size
+            problem = next(filter(None, (field_problem(inputs, r, size, self.coarsest) for r in results)), None)
+            if problem:
+                raise Inconsistent(problem)
+            self.coarsest = coarsest_stride(results, self.coarsest)
+        except Inconsistent as exc:
+            reason = f"inconsistent: {op.packet}: {exc} (op #{op.index} in {self.where(op)})"
+            self.note(op, "inconsistent", reason)
+            results = [FieldInfo(unknown=reason)] * len(op.outputs)
         except NoRule as exc:
             reason = f"no rule for {op.packet} here: {exc} (op #{op.index} in {self.where(op)})"
             self.note(op, "no-rule", reason)
@@ -121,7 +139,8 @@ class Walk:
 
     def merge(self, op: OpRecord, parts: Sequence[tuple[FieldInfo, dict[int, int]]], out_shape: Sequence[int],
               ) -> FieldInfo:
-        """Union of several inputs' fields on the output's dims. `parts`: (field, {input dim: output dim})."""
+        """Union of several inputs' fields on the output's dims. `parts`: (field, {input dim: output dim}).
+        An axis spread over several dims (pieces) merges with the same layout, or with a single broadcast unit."""
         live = [(f, dim_map) for f, dim_map in parts if not f.constant]
         if not live:
             return CONSTANT
@@ -132,10 +151,15 @@ class Walk:
         jumps: list[list[Fraction]] = []
         done: dict[tuple[Any, ...], tuple[dict[int, float], AxisField]] = {}
         for k in range(count):
-            tabled: list[tuple[int, AxisField, int]] = []  # (part, axis, output dim)
+            tabled: list[tuple[int, AxisField, int | Pieces]] = []  # (part, axis, output dim or pieces)
             folded: list[AxisField] = []
             for p, (f, dim_map) in enumerate(live):
                 axis = f.axes[k]
+                if axis.pieces:
+                    if any(d not in dim_map for d, _, _ in axis.pieces):
+                        raise NoRule("an image axis spread over several dims would lose a piece")
+                    tabled.append((p, axis, tuple((dim_map[d], i, c) for d, i, c in axis.pieces)))
+                    continue
                 out_dim = dim_map.get(axis.dim) if axis.dim is not None else None
                 if axis.tabled and out_dim is not None:
                     tabled.append((p, axis, out_dim))
@@ -148,24 +172,29 @@ class Walk:
                 for row in offsets:
                     row.append(0.0)
                 continue
-            out_dims = {d for _, _, d in tabled}
-            if len(out_dims) > 1:
+            wheres = {w for _, a, w in tabled if a.units > 1} or {tabled[0][2]}  # a single unit broadcasts anywhere
+            if len(wheres) > 1:
                 raise NoRule("the inputs carry the same image axis on different dims")
-            out_dim = out_dims.pop()
-            key = (out_shape[out_dim], tuple((p, id(a.packed), a.jump) for p, a, _ in tabled))
-            if len(tabled) == 1 and tabled[0][1].units == out_shape[out_dim]:  # one input: its field as it is
+            where = wheres.pop()
+            n = out_shape[where] if isinstance(where, int) else math.prod(c for _, _, c in where)
+            key = (n, tuple((p, id(a.packed), a.jump) for p, a, _ in tabled))
+            if len(tabled) == 1 and tabled[0][1].units == n:  # one input: its field as it is
                 done[key] = {tabled[0][0]: 0.0}, tabled[0][1]
             if key not in done:  # else: the same tables as another axis (H and W of a square image)
-                tables = [broadcast(a.table, out_shape[out_dim]) for _, a, _ in tabled]  # type: ignore[arg-type]
+                tables = [broadcast(a.per_unit, n) for _, a, _ in tabled]  # type: ignore[arg-type]
                 shifts = {p: centre_offset(tables[0], t) for (p, _, _), t in zip(tabled, tables, strict=True)}
-                done[key] = shifts, AxisField(out_dim, tabled[0][1].jump, union(tables))
+                done[key] = shifts, AxisField(None, tabled[0][1].jump, union(tables))
             shifts, merged = done[key]
             for p, row in enumerate(offsets):
                 row.append(shifts.get(p, 0.0))
             jumps.append([a.jump for _, a, _ in tabled])
-            axes.append(merged.moved(out_dim))
+            axes.append(merged.relaid(where, None) if isinstance(where, int) else merged.relaid(None, where))
         self.note_misaligned(op, offsets, jumps)
-        return FieldInfo(tuple(axes), is_global)
+        result = FieldInfo(tuple(axes), is_global)
+        problem = merge_problem([f for f, _ in live], result)
+        if problem:
+            raise Inconsistent(problem)
+        return result
 
     def note_misaligned(self, op: OpRecord, offsets: list[list[float]], jumps: list[list[Fraction]]) -> None:
         """One note per merge whose inputs have different strides or are centred on different pixels."""

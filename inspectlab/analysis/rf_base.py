@@ -35,6 +35,22 @@ class WalkView(Protocol):
 
 Rule = Callable[[WalkView, OpRecord], list[FieldInfo]]
 RULES: OpRegistry[Rule] = OpRegistry("receptive-field rules")  # each rule is registered beside its definition
+# The rules that follow an image axis spread over several dims (AxisField.pieces): "any" (whatever dims the op
+# works along), "dims" (as long as the dims the op works along, its `dim`/`dims`, hold no piece). The walk makes
+# the outputs of any other rule on such an input unknown (rf_layout.layout_guard).
+LAYOUT_AWARE: dict[Rule, str] = {}
+
+
+def follows_layout(kind: str) -> Callable[[Rule], Rule]:
+    """Decorator (under @RULES.register): the rule follows image axes spread over several dims (`kind`: see
+    LAYOUT_AWARE)."""
+    assert kind in ("any", "dims"), kind
+
+    def mark(rule: Rule) -> Rule:
+        LAYOUT_AWARE[rule] = kind
+        return rule
+
+    return mark
 
 
 def ints(value: Any, count: int, default: int) -> list[int]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from inspectlab.tracing.records import Trace
 
 INF = math.inf
+Pieces = tuple[tuple[int, int, int], ...]  # (dim, inner, count) per piece of an image axis, most significant first
 
 
 # --------------------------------------------------------------------------------------------------
@@ -31,6 +32,7 @@ class AxisSummary:
     size_min: float | None
     padding: float | None  # how far the first unit's field starts before pixel 0
     center: float | None  # centre of the first unit's field, in input pixels
+    smallest: float | None = None  # smallest field over units (all paths): it never shrinks along a path
 
 
 class AxisField:
@@ -42,27 +44,42 @@ class AxisField:
     autograd measures). +inf/-inf: the unit depends on nothing. It is None once the axis is folded into
     another dim (flatten) or reduced away; `frozen` then holds its summary.
 
+    `pieces` is set (and `dim` is None) when the axis's units are spread over several tensor dims, or share one
+    with other axes: tokens (N, H·W, C), the rows of a Linear over an NHWC tensor (N·H·W, C), Swin's windows
+    (N·H/7·W/7, 7·7, C). It lists (dim, inner, count), most significant first: along `dim` the piece's digit
+    is (index // inner) % count, and the unit is the mixed-radix number of the digits. `table` is then None
+    (no single dim to index it by; `per_unit` has it), `tabled` False: a rule that does not follow pieces
+    never reads such an axis (rf_layout.layout_guard makes its output unknown instead).
+
     The table is kept packed (rf_tables.PackedTable, a few bytes a unit) with its summary, and never changes:
     each read of `table` unpacks a new copy, and several fields (the H and W axes of a square image, a copy's
     output) may share one packed table, `packed`.
     """
 
-    __slots__ = ("_summary", "dim", "frozen", "jump", "packed")
+    __slots__ = ("_summary", "dim", "frozen", "jump", "packed", "pieces")
 
     def __init__(self, dim: int | None, jump: Fraction, table: np.ndarray | PackedTable | None = None,
-                 frozen: AxisSummary | None = None) -> None:
-        self.dim = dim
+                 frozen: AxisSummary | None = None, pieces: Pieces | None = None) -> None:
+        self.dim = None if pieces else dim
         self.jump = jump
         self.frozen = frozen
+        self.pieces = pieces or None
         self.packed = table if isinstance(table, PackedTable) or table is None else PackedTable(table)
         self._summary = _summarize(table) if isinstance(table, np.ndarray) and table.shape[1] else None
 
     def __repr__(self) -> str:
         size = None if self.packed is None else self.packed.n
-        return f"AxisField(dim={self.dim}, jump={self.jump}, units={size}, frozen={self.frozen})"
+        where = f"pieces={self.pieces}" if self.pieces else f"dim={self.dim}"
+        return f"AxisField({where}, jump={self.jump}, units={size}, frozen={self.frozen})"
 
     @property
     def table(self) -> np.ndarray | None:
+        """The per-unit table along `dim` (None when folded, or spread over several dims: see `per_unit`)."""
+        return None if self.packed is None or self.pieces else self.packed.unpack()
+
+    @property
+    def per_unit(self) -> np.ndarray | None:
+        """The per-unit table, wherever the units lie (one dim or pieces)."""
         return None if self.packed is None else self.packed.unpack()
 
     @property
@@ -82,13 +99,21 @@ class AxisField:
         return AxisField(dim, self.jump, None, self.summary())
 
     def moved(self, dim: int | None) -> AxisField:
+        assert not self.pieces, "an axis spread over several dims moves with relaid()"
         moved = AxisField(dim, self.jump, self.packed, self.frozen)
+        moved._summary = self._summary
+        return moved
+
+    def relaid(self, dim: int | None, pieces: Pieces | None) -> AxisField:
+        """The same units, now along `dim` or spread over `pieces`."""
+        moved = AxisField(dim, self.jump, self.packed, self.frozen, pieces)
         moved._summary = self._summary
         return moved
 
     @property
     def tabled(self) -> bool:
-        return self.packed is not None
+        """A per-unit table along one dim, `dim`."""
+        return self.packed is not None and not self.pieces
 
 
 def _summarize(table: np.ndarray) -> AxisSummary:
@@ -101,6 +126,7 @@ def _summarize(table: np.ndarray) -> AxisSummary:
         size_min=float(sizes_min.max()) if sizes_min.size else None,
         padding=float(-lo[0]) if first else None,
         center=float((lo[0] + hi[0]) / 2) if first else None,
+        smallest=float(sizes.min()) if sizes.size else None,
     )
 
 
@@ -113,7 +139,7 @@ class FieldInfo:
     axes: tuple[AxisField, ...] = ()
     is_global: bool = False
     zero: bool = False  # a constant known to be all zeros (new_zeros, zeros_like): x * 0 has no field
-    unknown: str | None = None  # why the field is not known (an op with no rule upstream)
+    unknown: str | None = None  # why the field is not known: an op with no rule upstream, or "inconsistent: ..."
 
     @property
     def constant(self) -> bool:
@@ -146,7 +172,7 @@ class FieldInfo:
 
     @property
     def dims(self) -> tuple[int | None, ...]:
-        """The tensor dim indexing each input axis (None where folded or reduced)."""
+        """The tensor dim indexing each input axis (None where folded, reduced or spread over several dims)."""
         return tuple(a.dim if a.tabled else None for a in self.axes)
 
     def unit(self, index: Sequence[int], actual: bool = False) -> list[tuple[float, float] | None]:
@@ -164,6 +190,22 @@ class FieldInfo:
             result.append(span)
         return result
 
+    def positions(self, index: Sequence[int], shape: Sequence[int]) -> dict[int, np.ndarray]:
+        """Where the unit at `index` (one unit per axis, as in `unit`) lies in a tensor of `shape`: per dim that
+        holds an axis, the indices along it (every index along the other dims). An axis spread over several dims
+        fixes the digits of its pieces and leaves the rest free (the batch in N·H·W rows)."""
+        keep: dict[int, np.ndarray] = {}
+        for axis, position in zip(self.axes, index, strict=True):
+            if axis.packed is None or not (axis.pieces or axis.dim is not None):
+                continue
+            position = range(axis.units)[position]
+            weight = axis.units
+            for dim, inner, count in axis.pieces or ((axis.dim, 1, axis.units),):  # type: ignore[union-attr]
+                weight //= count
+                along = keep.get(dim, np.arange(shape[dim]))
+                keep[dim] = along[(along // inner) % count == (position // weight) % count]
+        return keep
+
 
 CONSTANT = FieldInfo()
 
@@ -172,7 +214,7 @@ CONSTANT = FieldInfo()
 class FieldNote:
     """Something the walk wants the user to know: an op with no rule, or a misaligned merge."""
 
-    kind: str  # "no-rule" | "misaligned"
+    kind: str  # "no-rule" | "misaligned" | "inconsistent"
     op: int
     where: str  # module label
     text: str
@@ -200,6 +242,10 @@ class FieldMap(dict[int, FieldInfo]):
 
 class NoRule(Exception):
     """The op is known but this use of it is not (e.g. a gather along a spatial axis)."""
+
+
+class Inconsistent(NoRule):
+    """A field breaks an invariant (rf_checks.py): a bug, so the field is unknown rather than a wrong number."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,5 +1,12 @@
 """Receptive-field rules of ops that move elements without mixing them: select, split, cat, stack,
-reshape, expand, permute. An image axis keeps its table, moves to another dim, or is folded away."""
+reshape, expand, permute. An image axis keeps its table and moves to another dim, or is spread over several
+dims (AxisField.pieces: tokens, NHWC rows of a Linear, windows) and gathered back, or is folded away.
+
+A view keeps the elements' order, so each piece of an axis (digit (index // inner) % count along its dim)
+occupies a range of flat strides [S·inner, S·inner·count), S the product of the later dims' sizes; the output
+dims that cover that range hold its new pieces. Where a range does not split evenly at the output dims'
+boundaries the walk cannot follow it, and the field is unknown from there on (never a guess). `layout_guard`
+does the same for every op whose rule does not follow pieces."""
 
 from __future__ import annotations
 
@@ -10,12 +17,98 @@ from fractions import Fraction
 
 import numpy as np
 
-from inspectlab.analysis.rf_base import RULES, WalkView, index_map
-from inspectlab.analysis.rf_fields import EMPTY, AxisField, FieldInfo, NoRule, aligned_dims
+from inspectlab.analysis.rf_base import LAYOUT_AWARE, RULES, Rule, WalkView, follows_layout, index_map, ints
+from inspectlab.analysis.rf_fields import EMPTY, AxisField, FieldInfo, NoRule, Pieces, aligned_dims
 from inspectlab.tracing.records import OpRecord
+
+# --------------------------------------------------------------------------------------------------
+# image axes spread over several dims
+
+
+def pieces_of(axis: AxisField) -> Pieces:
+    """The pieces of an axis with a per-unit table: its own, or one along `dim` (none for a single unit)."""
+    if axis.pieces:
+        return axis.pieces
+    assert axis.tabled and axis.dim is not None
+    return ((axis.dim, 1, axis.units),) if axis.units > 1 else ()
+
+
+def laid_out(axis: AxisField, pieces: Pieces, shape: Sequence[int]) -> AxisField:
+    """`axis` over `pieces` of a tensor of `shape`: adjacent pieces of one dim joined, plain (along one dim,
+    `pieces` None) where one piece is a whole dim."""
+    joined: list[tuple[int, int, int]] = []
+    for dim, inner, count in pieces:
+        if count == 1:
+            continue
+        if joined and joined[-1][0] == dim and joined[-1][1] == inner * count:
+            joined[-1] = (dim, inner, joined[-1][2] * count)
+        else:
+            joined.append((dim, inner, count))
+    if len(joined) == 1 and joined[0][1] == 1 and shape[joined[0][0]] == joined[0][2]:
+        return axis.relaid(joined[0][0], None)
+    if not joined:
+        raise NoRule("an image axis lost its units")
+    return axis.relaid(None, tuple(joined))
+
+
+def remapped(axis: AxisField, new_dim: Callable[[int], int | None]) -> AxisField:
+    """The axis with each of its dims d now at new_dim(d) (None: gone; a piece cannot go)."""
+    if axis.pieces:
+        pieces = []
+        for dim, inner, count in axis.pieces:
+            new = new_dim(dim)
+            if new is None:
+                raise NoRule("an image axis spread over several dims would lose a piece")
+            pieces.append((new, inner, count))
+        return axis.relaid(None, tuple(pieces))
+    return axis if axis.dim is None else axis.moved(new_dim(axis.dim))
+
+
+def _flat_strides(shape: Sequence[int]) -> list[int]:
+    return [math.prod(shape[d + 1:]) for d in range(len(shape))]
+
+
+def reshape_pieces(pieces: Pieces, in_shape: Sequence[int], out_shape: Sequence[int]) -> Pieces:
+    """The pieces of an axis after a view from `in_shape` to `out_shape` (same element order)."""
+    s_in, s_out = _flat_strides(in_shape), _flat_strides(out_shape)
+    result = []
+    for dim, inner, count in pieces:
+        low, high = s_in[dim] * inner, s_in[dim] * inner * count
+        for e, size in enumerate(out_shape):
+            start, end = max(low, s_out[e]), min(high, s_out[e] * size)
+            if size == 1 or start >= end:
+                continue
+            if start % low or start % s_out[e] or end % start or (s_out[e] * size) % end:
+                raise NoRule(f"the view from {list(in_shape)} to {list(out_shape)} splits an image axis unevenly")
+            result.append((e, start // s_out[e], end // start))
+    return tuple(result)
+
+
+def acting_dims(op: OpRecord, rank: int) -> set[int]:
+    """The dims an op with a `dim`/`dims` argument works along (torch's default where none is recorded)."""
+    value = op.args.get("dims", op.args.get("dim", op.args.get("axis")))
+    if value is None or value == []:
+        value = -1 if op.packet == "aten.glu" else 0
+    return {d % rank for d in ints(value, 1, 0)} if rank else set()
+
+
+def layout_guard(walk: WalkView, op: OpRecord, rule: Rule) -> None:
+    """Raise NoRule where an input has an image axis spread over several dims and the rule cannot follow it."""
+    kind = LAYOUT_AWARE.get(rule)
+    for tensor in op.inputs:
+        spread = {d for a in walk.field(tensor).axes if a.pieces for d, _, _ in a.pieces}
+        if not spread or kind == "any":
+            continue
+        if kind is None:
+            raise NoRule("its input has image axes spread over several dims (tokens, windows, rows of a linear "
+                         "layer), which the walk does not follow through this op")
+        if spread & acting_dims(op, len(walk.shape(tensor))):
+            raise NoRule("it works along a dim that holds image positions spread over several dims (tokens, "
+                         "windows)")
 
 
 @RULES.register("aten.select")
+@follows_layout("dims")
 def _select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """select(dim, index): a spatial axis selected at one unit keeps that unit's field as a summary."""
     main = walk.main(op)
@@ -24,7 +117,9 @@ def _select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     info = walk.field(main)
     axes = []
     for axis in info.axes:
-        if axis.dim is None or axis.dim < target:
+        if axis.pieces:
+            axes.append(remapped(axis, lambda d: d if d < target else d - 1))
+        elif axis.dim is None or axis.dim < target:
             axes.append(axis)
         elif axis.dim > target:
             axes.append(axis.moved(axis.dim - 1))
@@ -39,6 +134,7 @@ def _select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 @RULES.register("aten.split", "aten.split_with_sizes", "aten.unbind", "aten.chunk", "aten.unsafe_split",
                 "aten.unsafe_split_with_sizes", "aten.unsafe_chunk")
+@follows_layout("dims")
 def _split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """split / split_with_sizes / unbind / chunk: each output is a slice (or a select) of the input."""
     main = walk.main(op)
@@ -62,6 +158,7 @@ def _split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 
 @RULES.register("aten.cat", "aten.concat")
+@follows_layout("dims")
 def _cat(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """cat along channels: union of the inputs' fields (a merge); along an image axis: tables end to end."""
     parts = op.tensor_args.get("tensors")
@@ -97,6 +194,7 @@ def _cat(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 
 @RULES.register("aten.stack")
+@follows_layout("any")
 def _stack(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     parts = op.tensor_args.get("tensors")
     if not isinstance(parts, list):
@@ -113,10 +211,12 @@ def _remap(info: FieldInfo, dim_of: Callable[[AxisField], AxisField]) -> FieldIn
 
 @RULES.register("aten.view", "aten._unsafe_view", "aten.reshape", "aten.flatten", "aten.unflatten", "aten.squeeze",
                 "aten.squeeze_", "aten.unsqueeze", "aten.unsqueeze_", "aten._reshape_alias", "aten.view_as")
+@follows_layout("any")
 def _reshape(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """view / reshape / flatten / unflatten / squeeze / unsqueeze: element order is kept, so an image
-    axis keeps its table where some output dim has its size and the same elements after it; otherwise it
-    is folded into the output dim that now holds it (its per-unit table is summed up)."""
+    axis keeps its table: along the output dim that has its size and the same elements after it, else spread
+    over the output dims that now hold its pieces (`reshape_pieces`). A single unit or a folded axis moves to
+    the output dim that holds it."""
     main = walk.main(op)
     in_shape, out_shape = walk.shape(main), walk.shape(op.outputs[0])
 
@@ -124,6 +224,8 @@ def _reshape(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
         return math.prod(shape[dim + 1:])
 
     def moved(axis: AxisField) -> AxisField:
+        if axis.pieces or (axis.tabled and axis.dim is not None and 1 < axis.units == in_shape[axis.dim]):
+            return laid_out(axis, reshape_pieces(pieces_of(axis), in_shape, out_shape), out_shape)
         if axis.dim is None:
             return axis
         n, after = in_shape[axis.dim], inner(in_shape, axis.dim)
@@ -139,6 +241,7 @@ def _reshape(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 
 @RULES.register("aten.expand", "aten.expand_as")
+@follows_layout("any")
 def _expand(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     main = walk.main(op)
     out_shape = walk.shape(op.outputs[0])
@@ -148,6 +251,7 @@ def _expand(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 @RULES.register("aten.permute", "aten.transpose", "aten.transpose_", "aten.t", "aten.swapaxes", "aten.swapdims",
                 "aten.movedim")
+@follows_layout("any")
 def _permute(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     main = walk.main(op)
     rank = len(walk.shape(main))
@@ -161,5 +265,4 @@ def _permute(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
             a, b = op.args["dim0"] % rank, op.args["dim1"] % rank
             order[a], order[b] = order[b], order[a]
     new_dim = {old: new for new, old in enumerate(order)}
-    return [_remap(walk.field(main), lambda a: a.moved(None if a.dim is None else new_dim[a.dim]))] * len(
-        op.outputs)
+    return [_remap(walk.field(main), lambda a: remapped(a, new_dim.__getitem__))] * len(op.outputs)

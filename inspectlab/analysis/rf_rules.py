@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from inspectlab.analysis import rf_layout, rf_windows  # noqa: F401  (their rules register into RULES)
+from inspectlab.analysis import rf_windows  # noqa: F401  (its rules register into RULES)
 from inspectlab.analysis.rf_base import RULES, Rule
+from inspectlab.analysis.rf_layout import layout_guard
 from inspectlab.analysis.rf_mixing import ZERO_FACTORIES, constant, pointwise, times_zero
 from inspectlab.tracing.records import OpRecord
 
-__all__ = ["RULES", "ZERO_FACTORIES", "Rule", "constant", "pointwise", "rule_for", "times_zero"]
+__all__ = ["RULES", "ZERO_FACTORIES", "Rule", "constant", "layout_guard", "pointwise", "rule_for", "times_zero"]
 
 
 def rule_for(op: OpRecord) -> Rule | None:

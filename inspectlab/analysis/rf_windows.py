@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from inspectlab.analysis.rf_base import RULES, WalkView, index_map, ints
+from inspectlab.analysis.rf_base import RULES, WalkView, follows_layout, index_map, ints
 from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, Reuse, gather, gather_window
 from inspectlab.analysis.rf_interpolate import interpolation_mode, interpolation_taps
 from inspectlab.tracing.records import OpRecord
@@ -180,6 +180,7 @@ def _pad(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 
 @RULES.register("aten.slice", "aten.narrow")
+@follows_layout("dims")
 def _slice(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     main = walk.main(op)
     rank = len(walk.shape(main))
@@ -197,6 +198,7 @@ def _slice(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
 
 
 @RULES.register("aten.flip")
+@follows_layout("dims")
 def _flip(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     main = walk.main(op)
     rank = len(walk.shape(main))

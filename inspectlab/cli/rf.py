@@ -119,4 +119,6 @@ def _summary_lines(report: Any) -> list[str]:
         lines.append(f"Misaligned merges: {len(misaligned)}, e.g. " + "; ".join(
             f"{n['module']}: {n['text']}" for n in misaligned[:3]))
     lines.extend(f"No rule: {n['text']}" for n in notes if n["kind"] == "no-rule")
+    lines.extend(f"Inconsistent (a bug; the field is shown as unknown): {n['text']}" for n in notes
+                 if n["kind"] == "inconsistent")
     return lines
