@@ -9,7 +9,6 @@ and every name lookup, and the test fails if anything tried).
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -50,26 +49,6 @@ SMP_CASES = [
 ]
 
 
-class NetworkUsed(OSError):
-    """Raised by the patched socket: something tried to reach the network."""
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """No network inside the test: HF_HUB_OFFLINE=1, and every socket connection and name lookup raises
-    (and is recorded: the test fails afterwards if anything tried, even if the caller swallowed the error)."""
-    attempts: list[Any] = []
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(args)
-        raise NetworkUsed(f"network access in an offline test: {args!r}")
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for owner, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "getaddrinfo"),
-                        (socket, "create_connection")):
-        monkeypatch.setattr(owner, name, refuse)
-    yield attempts
-    assert not attempts, f"tried to reach the network: {attempts}"
 
 
 def _cpu_count(model: torch.nn.Module) -> int:
