@@ -34,18 +34,10 @@ from typing import Any
 MODEL = "unet"
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+def _mib(value: int | None) -> float:
+    if value is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return value / 2**20
 
 
 def worker(side: int, warm: int) -> dict[str, Any]:
@@ -56,9 +48,10 @@ def worker(side: int, warm: int) -> dict[str, Any]:
     import inspectlab
     import inspectlab.workflows.receptive_field  # noqa: F401  (what api.receptive_field imports on first use)
     from inspectlab import api
+    from inspectlab.runtime.memory import peak_rss_bytes, rss_bytes
 
     torch.set_num_threads(1)
-    baseline = _rss_mb()
+    baseline = _mib(rss_bytes())
     shape = (1, 3, side, side)
     walls, cpus = [], []
     for _ in range(1 + warm):
@@ -68,7 +61,7 @@ def worker(side: int, warm: int) -> dict[str, Any]:
         cpus.append(time.process_time() - start_cpu)
         totals = report.totals
         del report
-    return {"side": side, "baseline_mb": baseline, "peak_mb": _peak_rss_mb(), "wall": walls, "cpu": cpus,
+    return {"side": side, "baseline_mb": baseline, "peak_mb": _mib(peak_rss_bytes()), "wall": walls, "cpu": cpus,
             "rf": totals.get("rf"), "package": os.path.dirname(inspectlab.__file__), "torch": torch.__version__}
 
 

@@ -37,18 +37,10 @@ TORCHINFO_COLUMNS = ("input_size", "output_size", "num_params", "params_percent"
 DEPTH = 10
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+def _mib(value: int | None) -> float:
+    if value is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return value / 2**20
 
 
 def worker(tool: str, spec: str, side: int, calls: int, threads: int) -> dict[str, Any]:
@@ -59,9 +51,10 @@ def worker(tool: str, spec: str, side: int, calls: int, threads: int) -> dict[st
 
     import inspectlab
     from inspectlab import api
+    from inspectlab.runtime.memory import peak_rss_bytes, rss_bytes
 
     torch.set_num_threads(threads)
-    baseline = _rss_mb()
+    baseline = _mib(rss_bytes())
     shape = (1, 3, side, side)
     if tool == "inspectlab":
         def call() -> Any:
@@ -83,7 +76,7 @@ def worker(tool: str, spec: str, side: int, calls: int, threads: int) -> dict[st
         cpu.append(time.process_time() - start_cpu)
         del result
     return {"tool": tool, "spec": spec, "side": side, "cold_s": times[0], "warm_s": times[1:], "warm_cpu_s": cpu[1:],
-            "baseline_mb": baseline, "peak_above_mb": _peak_rss_mb() - baseline}
+            "baseline_mb": baseline, "peak_above_mb": _mib(peak_rss_bytes()) - baseline}
 
 
 def measure(tool: str, spec: str, side: int, calls: int, threads: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from inspectlab.cli.common import (
     parse_args,
 )
 from inspectlab.core.io import check_writable
-from inspectlab.core.shapes import shape_text
+from inspectlab.core.shapes import inputs_text
 from inspectlab.render.columns import STAGES_TABLE, table_columns
 from inspectlab.render.formats import human_count
 
@@ -56,7 +56,7 @@ def stages_command(
     if output:
         check_writable(output, force)
     report = api.stages(model, input_sizes(inputs), args=parse_args(args), weights=weights, strict=not non_strict)
-    shapes = " + ".join(shape_text(s) for s in report.inputs)
+    shapes = inputs_text(report.extra.get("input_details"), report.inputs)
     emit(fmt.value, report.layers, table_columns(STAGES_TABLE), title=f"{model} · stages · input {shapes}",
          document=report.to_dict(), output=output, force=force, footer=_footer(report),
          csv_keys=list(report.layers[0]) if report.layers else None)

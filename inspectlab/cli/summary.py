@@ -27,6 +27,7 @@ from inspectlab.cli.common import (
 from inspectlab.core.conventions import check_convention
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
+from inspectlab.core.naming import leaf_label
 from inspectlab.core.shapes import inputs_text
 from inspectlab.render.columns import SUMMARY_COLUMNS, summary_columns
 from inspectlab.render.formats import Column, human_bytes, human_count
@@ -34,11 +35,6 @@ from inspectlab.render.formats import Column, human_bytes, human_count
 BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
 
 DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
-
-
-def _leaf_label(name: str) -> str:
-    """"layer1.0.conv1#2" -> "conv1#2": the table indents by depth, so the last part is enough."""
-    return name.rsplit(".", 1)[-1]
 
 
 def _totals_text(report: Any) -> str:
@@ -86,7 +82,7 @@ def summary_command(
     report = api.summary(model, input_sizes(inputs), input_data=data, args=parse_args(args), weights=weights,
                          strict=not non_strict, depth=depth, device=device,
                          dtype=dtype, backward=backward, receptive_field=wants_rf)
-    rows = [{**row, "label": "  " * (row["depth"] - 1) + _leaf_label(row["name"])} for row in report.layers]
+    rows = [{**row, "label": "  " * (row["depth"] - 1) + leaf_label(row["name"])} for row in report.layers]
     emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
          title=f"{model} · input {_shapes_text(report)}",
          document=report.to_dict(), output=output, force=force, footer=_totals_text(report),

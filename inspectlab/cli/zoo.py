@@ -13,6 +13,7 @@ import typer
 
 from inspectlab import api
 from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, TableFormat, command, emit, parse_args
+from inspectlab.core.naming import leaf_label
 from inspectlab.core.shapes import shape_text
 from inspectlab.render.formats import Column, cell, thousands
 
@@ -97,7 +98,7 @@ def tree_command(
     """Show the module hierarchy (from children()) with type and own/total params per node."""
     nodes = api.tree(model, depth, parse_args(args))
     rows = [
-        {**asdict(node), "label": "  " * node.depth + node.name.rsplit(".", 1)[-1]} for node in nodes
+        {**asdict(node), "label": "  " * node.depth + leaf_label(node.name)} for node in nodes
     ]
     columns = [
         Column("label", "module"), Column("type", "type"),

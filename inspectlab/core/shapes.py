@@ -243,7 +243,7 @@ def inputs_text(details: Sequence[Mapping[str, Any]] | None, shapes: Sequence[An
     """The inputs of a report for a title: the shapes ("1×3×224×224 + 1×1×224×224"), or with `details` (a
     report's "input_details": name, shape, dtype of each input tensor) "input_ids=1×128:int64 + ..."."""
     if not details:
-        return separator.join(shape_text(s) for s in shapes)
+        return shape_text(list(shapes), separator)
     parts = []
     for item in details:
         dtype = item.get("dtype")

@@ -25,7 +25,13 @@ def _proc_status_bytes(key: str) -> int | None:
     return None
 
 
-def _max_rss_bytes() -> int:
+def rss_bytes() -> int | None:
+    """The process's resident set size now (VmRSS; None where /proc/self/status is missing)."""
+    return _proc_status_bytes("VmRSS")
+
+
+def peak_rss_bytes() -> int:
+    """The process's lifetime peak resident set size (getrusage's ru_maxrss: kB on Linux, bytes on macOS)."""
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value if sys.platform == "darwin" else value * 1024
 
@@ -42,14 +48,14 @@ class RssProbe:
             self.resettable = True
         except OSError:
             self.resettable = False
-        current = _proc_status_bytes("VmRSS")
-        self.baseline = current if self.resettable and current is not None else _max_rss_bytes()
+        current = rss_bytes()
+        self.baseline = current if self.resettable and current is not None else peak_rss_bytes()
 
     def stop(self) -> tuple[int, str]:
         if self.resettable:
-            peak = _proc_status_bytes("VmHWM") or _max_rss_bytes()
+            peak = _proc_status_bytes("VmHWM") or peak_rss_bytes()
             return max(0, peak - self.baseline), "CPU peak RSS increase (VmHWM reset via /proc/self/clear_refs)"
-        return (max(0, _max_rss_bytes() - self.baseline),
+        return (max(0, peak_rss_bytes() - self.baseline),
                 "CPU peak RSS increase from ru_maxrss (lifetime peak: hides an increase below an earlier peak)")
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspectlab.analysis.graph import build_graph, parse_show
 from inspectlab.analysis.summary import input_details
-from inspectlab.core.shapes import InputSize, inputs_text, shape_text
+from inspectlab.core.shapes import InputSize, inputs_text
 from inspectlab.render.graphviz_render import to_digraph
 from inspectlab.workflows.models import ModelOrSpec, model_name
 from inspectlab.workflows.trace import trace
@@ -26,6 +26,6 @@ def graph(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, de
     recorded = trace(model_or_spec, input_size, input_data=input_data, args=args, weights=weights, strict=strict)
     drawn = build_graph(recorded, depth, collapse_repeats, receptive_field="rf" in chosen)
     details = input_details(recorded)
-    shown = inputs_text(details, separator=", ") if details else shape_text(recorded.shapes(recorded.inputs))
+    shown = inputs_text(details, recorded.shapes(recorded.inputs), separator=", ")
     title = f"{model_name(model_or_spec)} · input {shown} · depth {depth}"
     return to_digraph(drawn, chosen, rankdir, title)

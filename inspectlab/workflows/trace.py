@@ -4,6 +4,7 @@ module is left as it was, and a real run's input is seeded, so the same call giv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,8 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
         real_device = next((p.device.type for p in model.parameters()), real_device) if device == "meta" else device
     needed = _estimate(meta, model, data, specs, dtype)
     if not force:
-        check_fits(needed, _torch_device(real_device), f"{model_name(model_or_spec)} on {real_device}",
-                   0 if owned else _bytes_on(model, real_device))
+        check_fits(needed, torch.device(real_device), f"{model_name(model_or_spec)} on {real_device}",
+                   0 if owned else count_params(model, device=real_device).state_bytes)
     if owned:
         rebuilt = build(model_or_spec, args, real_device, weights, strict)
         model, notes = rebuilt.module, list(rebuilt.notes)
@@ -133,21 +134,6 @@ def _estimate(meta: Trace | None, model: nn.Module, data: CallInputs | None, spe
     if data is not None:
         inputs = sum(t.numel() * t.element_size() for t in data.tensors())
     else:
-        inputs = sum((input_dtype(s.dtype) if s.dtype else torch_dtype(dtype)).itemsize * _numel(s.shape)
+        inputs = sum((input_dtype(s.dtype) if s.dtype else torch_dtype(dtype)).itemsize * math.prod(s.shape)
                      for s in specs)
-    return counts.bytes + counts.buffer_bytes + inputs
-
-
-def _numel(shape: Sequence[int]) -> int:
-    total = 1
-    for dim in shape:
-        total *= dim
-    return total
-
-
-def _bytes_on(model: nn.Module, device: str) -> int:
-    return count_params(model, device=device).state_bytes
-
-
-def _torch_device(device: str) -> torch.device:
-    return torch.device(device)
+    return counts.state_bytes + inputs
