@@ -125,3 +125,20 @@ def test_summary_rf_and_stride_columns_match_the_resnet50_anchors() -> None:
     for name, size, stride in (("layer1", 35, 4), ("layer2", 91, 8), ("layer3", 267, 16), ("layer4", 427, 32)):
         assert rows[name]["rf"] == [size, size] and rows[name]["stride"] == [stride, stride]
     assert rows["fc"]["rf"] == "global"
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html", "csv"])
+def test_every_format_names_each_layer_in_its_first_column(fmt: str) -> None:
+    result = run_cli("summary", "lenet", "--input", "1,1,32,32", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    names = [row["name"] for row in json.loads(run_cli("summary", "lenet", "--input", "1,1,32,32", "--format",
+                                                      "json").output)["layers"]]
+    if fmt == "markdown":
+        firsts = [line.split("|")[1].strip() for line in result.output.splitlines()[4:] if line.startswith("|")]
+    elif fmt == "html":
+        firsts = re.findall(r"<tr><td>([^<]*)</td>", result.output)
+        firsts = [first.strip() for first in firsts]
+    else:
+        firsts = [row[0] for row in csv.reader(io.StringIO(result.output))][1:]
+    assert len(firsts) == len(names)
+    assert all(first and name.endswith(first) for first, name in zip(firsts, names, strict=True)), firsts

@@ -3,6 +3,8 @@ the table's fit to the terminal, the tree, and every error as one line with exit
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -187,3 +189,22 @@ def test_debug_shows_the_exception(runner):
     assert isinstance(result.exception, InspectlabError)
     # and without --debug, the next command is quiet again
     _fails(runner, ["tree", "hrnetv2_w23"], "did you mean")
+
+
+def test_list_csv_markdown_and_html_carry_the_spec_counts(runner, zoo_json):
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["list", "-f", "csv"]).stdout)))
+    assert [row["name"] for row in rows] == [row["name"] for row in zoo_json]
+    assert all(int(row["params"]) == SPEC[row["name"]] for row in rows if row["name"] in SPEC)
+    markdown = runner.invoke(app, ["list", "-f", "markdown"]).stdout
+    html = runner.invoke(app, ["list", "-f", "html"]).stdout
+    assert "| unet | unet | 17,263,042 |" in markdown
+    assert "<tr><td>unet</td><td>unet</td><td>17,263,042</td>" in html
+
+
+def test_tree_csv_markdown_and_html(runner):
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["tree", "unet", "-d", "0", "-f", "csv"]).stdout)))
+    assert rows[0]["name"] == "(root)" and int(rows[0]["total_params"]) == SPEC["unet"]
+    markdown = runner.invoke(app, ["tree", "unet", "-d", "0", "-f", "markdown"]).stdout
+    assert "| (root) | UNet | 0 | 17,263,042 |" in markdown
+    html = runner.invoke(app, ["tree", "unet", "-d", "0", "-f", "html"]).stdout
+    assert "<td>(root)</td><td>UNet</td>" in html

@@ -83,7 +83,7 @@ def summary_command(
                          strict=not non_strict, depth=depth, device=device,
                          dtype=dtype, backward=backward, receptive_field=wants_rf)
     rows = [{**row, "label": "  " * (row["depth"] - 1) + leaf_label(row["name"])} for row in report.layers]
-    emit(fmt.value, rows if fmt.value == "table" else report.layers, chosen,
+    emit(fmt.value, rows, chosen,
          title=f"{model} · input {_shapes_text(report)}",
          document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
          csv_keys=list(report.layers[0]) if report.layers else None)

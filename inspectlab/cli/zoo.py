@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from inspectlab import api
-from inspectlab.cli.common import ArgsOption, DepthOption, ModelArg, TableFormat, command, emit, parse_args
+from inspectlab.cli.common import ArgsOption, DepthOption, ExportFormat, ModelArg, command, emit, parse_args
 from inspectlab.core.naming import leaf_label
 from inspectlab.core.shapes import shape_text
 from inspectlab.render.formats import Column, cell, thousands
@@ -20,7 +20,7 @@ from inspectlab.render.formats import Column, cell, thousands
 
 @command("list")
 def list_command(
-    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="Output format.")] = TableFormat.table,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
 ) -> None:
     """List the zoo: name, family, params, default input, description."""
 
@@ -32,7 +32,7 @@ def list_command(
         Column("params", "params", thousands, numeric=True),
         Column("default_input", "default input", shape_text), Column("description", "description"),
     ]
-    width = _terminal_width() if fmt is TableFormat.table else None
+    width = _terminal_width() if fmt is ExportFormat.table else None
     footer = None
     if width is not None:
         shown = fit_columns(rows, columns, width)
@@ -92,7 +92,7 @@ def _ellipsis(text: str, room: int) -> str:
 def tree_command(
     model: ModelArg,
     depth: DepthOption = 2,
-    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="Output format.")] = TableFormat.table,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
     args: ArgsOption = None,
 ) -> None:
     """Show the module hierarchy (from children()) with type and own/total params per node."""
@@ -106,4 +106,4 @@ def tree_command(
         Column("total_params", "total params", thousands, numeric=True),
     ]
     emit(fmt.value, rows, columns, title=f"{model} (depth {depth})",
-         document=[asdict(node) for node in nodes])
+         document=[asdict(node) for node in nodes], csv_keys=list(asdict(nodes[0])) if nodes else None)
