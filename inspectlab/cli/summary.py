@@ -63,8 +63,9 @@ def summary_command(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16, bfloat16 or float64.")] = "float32",
     device: Annotated[str, typer.Option("--device", help="meta (no compute, any size), cpu or cuda.")] = "meta",
     depth: DepthOption = 2,
-    columns: Annotated[str, typer.Option("--columns", help="Comma-separated columns: " + ",".join(SUMMARY_COLUMNS))]
-    = DEFAULT_COLUMNS,
+    columns: Annotated[str, typer.Option(
+        "--columns", show_default=False, help="Comma-separated columns, from: " + ", ".join(SUMMARY_COLUMNS)
+        + ". Default: " + DEFAULT_COLUMNS.replace(",", ", ") + ".")] = DEFAULT_COLUMNS,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
     output: OutputOption = None,
     force: ForceOption = False,

@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from inspectlab.cli.help_text import plain_metavars
+
 try:  # typer >= 0.25 carries its own copy of click
     from typer._click import exceptions as _click_errors
 except ImportError:  # pragma: no cover - a typer built on click
@@ -96,12 +98,17 @@ def one_line_usage_errors() -> Iterator[None]:
 
 
 class OneLineUsageErrors(TyperGroup):
-    """The app's group: its own parse and each command's parse give one-line usage errors."""
+    """The app's group: its own parse and each command's parse give one-line usage errors; each command it
+    hands out has plain metavars in its help (`cli/help_text.py`)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        plain_metavars(self)
         with one_line_usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: Any) -> Any:
         with one_line_usage_errors():
             return super().invoke(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return plain_metavars(super().get_command(ctx, cmd_name))
