@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := $(BIN)/inspectlab summary unet --input 1,3,480,480
 
-.PHONY: demo test test-slow lint bench reports graphviz chromium clean
+.PHONY: demo test test-slow lint bench reports graphviz chromium clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ test: $(VENV)/.installed-dev graphviz chromium
 
 test-slow: $(VENV)/.installed-dev graphviz
 	$(BIN)/python -m pytest -m slow
+
+docs: $(VENV)/.installed-dev graphviz  # the command transcripts in README.md and docs/*.md, run anew
+	$(BIN)/python docs/transcripts.py
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_summary.py
