@@ -14,7 +14,8 @@ An HTML comment on the line before the fence says how a block is treated:
 - `<!-- transcript: slow -->`: minutes of work (an empirical receptive field of a big model): generated
   by `make docs`, checked only by the slow tests;
 - `<!-- transcript: skip (why) -->`: shown as written, never run (a command that would download, say).
-A command's output is everything up to the next `$ ` line or the end of the block.
+A command may go on over lines ending in `\\`; its output is everything after it up to the next `$ ` line
+or the end of the block.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def transcripts(path: Path) -> list[Transcript]:
             for line in body:
                 if line.startswith("$ "):
                     commands.append(Command(line[2:]))
+                elif commands[-1].text.endswith("\\") and not commands[-1].shown:  # a continued command
+                    commands[-1].text += "\n" + line
                 else:
                     commands[-1].shown.append(line)
             found.append(Transcript(path, index + 1, close, directive.group(1) if directive else "plain", commands))
@@ -89,10 +92,15 @@ def transcripts(path: Path) -> list[Transcript]:
     return found
 
 
+def _joined(command: str) -> str:
+    """The command as bash reads it: a backslash before a line break joins the lines."""
+    return command.replace("\\\n", " ")
+
+
 def is_simple(command: str) -> bool:
     """An `inspectlab ...` call with no shell syntax (pipes, redirections, variables): run in-process."""
     try:
-        words = shlex.split(command, comments=True)
+        words = shlex.split(_joined(command), comments=True)
     except ValueError:
         return False
     return bool(words) and words[0] == "inspectlab" and not re.search(r"[|<>;&$`]", command.split(" #")[0])
@@ -144,7 +152,7 @@ def _in_process(command: str, folder: Path) -> list[str]:
     before = os.getcwd()
     os.chdir(folder)
     try:
-        result = CliRunner().invoke(app, shlex.split(command, comments=True)[1:], env={"COLUMNS": None})
+        result = CliRunner().invoke(app, shlex.split(_joined(command), comments=True)[1:], env={"COLUMNS": None})
     finally:
         os.chdir(before)
     return _lines(result.output)
