@@ -7,7 +7,9 @@ A spec is one of:
   (`inspectlab.models.sources`: optional extras, imported only when such a spec is built);
 - `hf:MODEL_TYPE`, a Hugging Face transformers model built from its config (`inspectlab.models.hf`, an
   optional extra too);
-- `path/to/file.py:factory` or `package.module:factory`, a user's own model.
+- `path/to/file.py:factory` or `package.module:factory`, a user's own model;
+- `path/to/model.pt2` (`torch.export.save`) or a TorchScript archive (`torch.jit.save`), a saved model
+  (`inspectlab.models.saved`: what a file holds is read from its zip entries; no code in it runs).
 
 The table below is plain data, so that looking a name up does not import torch. `recipe(spec, args)` says
 which callable builds a spec with which arguments; `inspectlab.tracing.build.run_builder` runs it (on the
@@ -17,6 +19,7 @@ meta device by default) and `inspectlab.workflows.models` puts the two together.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import did_you_mean
 from inspectlab.core.shapes import IMAGENET, SEGMENTATION, InputSpec, Shape
-from inspectlab.models import hf, sources
+from inspectlab.models import hf, saved, sources
 
 if TYPE_CHECKING:
     from torch import nn
@@ -131,7 +134,10 @@ def default_input(spec: str, args: Mapping[str, Any] | None = None) -> Shape | l
     """The input a spec is analysed at when the user gives none: the zoo entry's shape, a timm model's own
     (its pretrained config), smp's 1×3×512×512 (DPT: its ViT encoder's size), an hf model's named main input
     (input specs: `pixel_values` from its config, `input_ids` 1×128 int64, ...; `args` is its config), else
-    1×3×224×224. The timm, smp and hf ones import their library, and so torch; zoo names import nothing."""
+    1×3×224×224; a `.pt2` file's example inputs. The timm, smp, hf and file ones import torch; zoo names import
+    nothing."""
+    if saved.is_model_file(spec):
+        return saved.default_input(spec)
     if _is_zoo_name(spec):
         return lookup(spec).default_input
     if spec.startswith("timm:"):
@@ -149,17 +155,24 @@ def _is_zoo_name(spec: str) -> bool:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to build a spec: the callable, its keyword arguments, and the spec as the user wrote it."""
+    """How to build a spec: the callable, its keyword arguments, and the spec as the user wrote it. `loader`: the
+    builder reads a saved model, places its tensors itself and returns (module, notes): `saved.load_model_file`."""
 
     builder: Callable[..., Any]
     kwargs: dict[str, Any]
     spec: str
+    loader: bool = False
 
 
 def recipe(spec: str, kwargs: Mapping[str, Any] | None = None) -> Recipe:
     """The builder of a zoo name, `tv:NAME`, `timm:NAME`, `smp:ARCH`, `hf:MODEL_TYPE` or `file.py:factory`, with
-    its arguments checked (and those that would download weights refused)."""
+    its arguments checked (and those that would download weights refused); a saved model file's loader."""
     kwargs = dict(kwargs or {})
+    if saved.is_model_file(spec):
+        if kwargs:
+            raise InspectlabError(f"{spec} is a saved model: it takes no --arg (got {', '.join(kwargs)})")
+        saved.file_kind(spec)  # refuses what is no saved model before anything is built
+        return Recipe(functools.partial(saved.load_model_file, spec), {}, spec, loader=True)
     if spec.startswith("tv:"):
         builder = _torchvision_builder(spec[3:], kwargs)
     elif spec.startswith("timm:"):

@@ -3,6 +3,9 @@
 The pass runs on the meta device by default: parameters and inputs are replaced by meta tensors
 through `torch.func.functional_call`, so the user's model is not modified and no activation memory
 is used. Hooks are removed in `finally`, also when the forward raises.
+
+A ScriptModule takes no hooks and no stand-ins (torch supports neither): it is recorded as one call whose ops
+are all the dispatch mode sees, with the parameters it holds (a copy loaded on meta: `tracing.build`).
 """
 
 from __future__ import annotations
@@ -20,21 +23,12 @@ from torch.utils._pytree import tree_flatten
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import depth_of
 from inspectlab.core.shapes import shape_text
+from inspectlab.tracing.failures import ModelRejectedInput as ModelRejectedInput  # re-exported: the recorder's errors
+from inspectlab.tracing.failures import NeedsRealRun as NeedsRealRun
+from inspectlab.tracing.failures import classify, refuse_stand_ins
 from inspectlab.tracing.implicit_calls import add_implicit_calls
 from inspectlab.tracing.meta_shortcuts import SHORTCUTS, on_meta
 from inspectlab.tracing.records import ModuleCall, ModuleNode, OpRecord, TensorInfo, Trace
-
-_META_HINTS = (
-    "meta", "data pointer", "item()", "_local_scalar_dense", "data-dependent", "is not on the expected device",
-)
-
-
-class NeedsRealRun(Exception):
-    """The forward cannot run on the meta device (value-dependent code, a CPU tensor made inside forward...)."""
-
-
-class ModelRejectedInput(InspectlabError):
-    """The model raised during its forward: names the innermost module running and the shapes it got."""
 
 
 class _TensorIds:
@@ -114,6 +108,7 @@ class _TraceBuilder:
         self.phase = "forward"
         self._ids = _TensorIds()
         self._keep: list[torch.Tensor] = []  # inputs/params stay alive so their ids stay unique
+        self.failure: Exception | None = None  # the exception of the op that failed, if one did
 
     # tensors -------------------------------------------------------------------------------
     def register(self, tensor: torch.Tensor, kind: str, name: str | None = None, producer: int | None = None,
@@ -194,7 +189,7 @@ class _TraceBuilder:
     def enter(self, name: str, module: nn.Module, args: Any, kwargs: Any, call_count: int) -> None:
         index = len(self.calls)
         self.calls.append(ModuleCall(
-            index=index, name=name, type=type(module).__name__,
+            index=index, name=name, type=type_name(module),
             depth=depth_of(name), call=call_count,
             parent=self.stack[-1] if self.stack else None,
             inputs=self.ids_in(args, kwargs), first_op=len(self.ops),
@@ -242,7 +237,11 @@ class _DispatchRecorder(TorchDispatchMode):
         if plan.shortcut is not None and on_meta(args):
             out = plan.shortcut(*args, **kwargs)
         if out is NotImplemented:
-            out = func(*args, **kwargs)
+            try:
+                out = func(*args, **kwargs)
+            except Exception as exc:  # kept: TorchScript reraises it without its message
+                self.builder.failure = exc
+                raise
         self.builder.record_op(plan, args, kwargs, out)
         return out
 
@@ -268,7 +267,8 @@ class _FunctionRecorder(TorchFunctionMode):
         self.builder = builder
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.builder.functions.append(getattr(func, "__name__", str(func)))
+        # an aten op called as such (an exported graph calls `torch.ops.aten.conv2d.default`): its packet's name
+        self.builder.functions.append(getattr(func, "__name__", str(func)).partition(".")[0])
         try:
             return func(*args, **(kwargs or {}))
         finally:
@@ -303,6 +303,17 @@ def _state_on(model: nn.Module, device: str, dtype: torch.dtype | None = None) -
     return state
 
 
+def is_script(module: nn.Module) -> bool:
+    """Whether a module is TorchScript (`torch.jit.script`, `torch.jit.trace`, `torch.jit.load`)."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def type_name(module: nn.Module) -> str:
+    """A module's class name; a ScriptModule's is the class it was scripted from (`original_name`)."""
+    original = getattr(module, "original_name", None) if is_script(module) else None
+    return str(original) if original else type(module).__name__
+
+
 def module_nodes(model: nn.Module, param_ids: Mapping[str, int] | None = None) -> dict[str, ModuleNode]:
     """The module tree with each module's own parameters and buffers, and its children's tree names.
 
@@ -317,7 +328,7 @@ def module_nodes(model: nn.Module, param_ids: Mapping[str, int] | None = None) -
         own = dict(module.named_parameters(recurse=False))
         prefix = f"{name}." if name else ""
         nodes[name] = ModuleNode(
-            name=name, type=type(module).__name__, depth=depth_of(name),
+            name=name, type=type_name(module), depth=depth_of(name),
             params={n: (tuple(p.shape), p.numel(), p.requires_grad) for n, p in own.items()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers(recurse=False)},
             is_leaf=next(module.children(), None) is None,
@@ -350,31 +361,40 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         builder.leave(output)
 
     state = _state_on(model, device, dtype)
+    scripted = [name for module, name in names.items() if is_script(module)]
+    if state is not None and scripted:
+        held = next((f"{t.dtype} on {t.device}" for t in (*model.parameters(), *model.buffers())), "none")
+        refuse_stand_ins(scripted[0], device, held.replace("torch.", ""))
     param_ids = _register_state(builder, model, state)
     input_ids = builder.ids_in(args, kwargs)
     for tensor_id in input_ids:
         builder.tensors[tensor_id].kind = "input"
     try:
         for module in names:
-            handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
+            if not is_script(module):
+                handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
         with _FunctionRecorder(builder), _DispatchRecorder(builder):
+            if is_script(model):  # no hooks: the root's call is recorded here
+                builder.enter("", model, args, kwargs, 0)
             if state is None:
                 output = model(*args, **kwargs)
             else:
                 output = torch.func.functional_call(model, state, tuple(args), kwargs, strict=False)
+            if is_script(model):
+                builder.leave(output)
             output_ids = builder.ids_in(output)
             if backward:
                 _run_backward(builder, output)
     except Exception as exc:
-        raise _classify(exc, builder, device) from exc
+        raise classify(exc, device, _where(builder), builder.failure) from exc
     finally:
         for handle in handles:
             handle.remove()
     modules = module_nodes(model, param_ids)
     calls = add_implicit_calls(builder.calls, builder.ops, builder.tensors, modules, output_ids)
     return Trace(
-        model_type=type(model).__name__, device=device, modules=modules, calls=calls,
+        model_type=type_name(model), device=device, modules=modules, calls=calls,
         ops=builder.ops, tensors=builder.tensors, inputs=input_ids, outputs=output_ids, training=model.training,
     )
 
@@ -407,16 +427,10 @@ def _run_backward(builder: _TraceBuilder, output: Any) -> None:
     objective.backward()  # type: ignore[union-attr]
 
 
-def _classify(exc: Exception, builder: _TraceBuilder, device: str) -> Exception:
-    if isinstance(exc, InspectlabError):
-        return exc
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if device == "meta" and (isinstance(exc, NotImplementedError) or any(h in str(exc) for h in _META_HINTS)):
-        return NeedsRealRun(message)
-    if builder.stack:
-        call = builder.calls[builder.stack[-1]]
-        shapes = shape_text([builder.tensors[t].shape for t in call.inputs]) or "no tensor"
-        where = f"layer {call.label} ({call.type}) rejected input {shapes}"
-    else:
-        where = "the model rejected its input"
-    return ModelRejectedInput(f"{where}: {message}")
+def _where(builder: _TraceBuilder) -> str | None:
+    """The innermost module running when the forward failed, and its input shapes."""
+    if not builder.stack:
+        return None
+    call = builder.calls[builder.stack[-1]]
+    shapes = shape_text([builder.tensors[t].shape for t in call.inputs]) or "no tensor"
+    return f"layer {call.label} ({call.type}) rejected input {shapes}"

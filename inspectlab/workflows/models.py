@@ -31,14 +31,15 @@ def build(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta"
     `weights`: a state_dict file loaded into it (`core.checkpoints.load_into`; on meta only checked)."""
     recipe = registry.recipe(spec, args)
     with paused_gc():
-        built = run_builder(recipe.builder, recipe.kwargs, device, spec)
+        built = run_builder(recipe.builder, recipe.kwargs, device, spec, recipe.loader)
     if weights is not None:
         built.notes += load_into(built.module, weights, strict)
     return built
 
 
 def build_model(spec: str, args: Mapping[str, Any] | None = None, device: str = "meta") -> nn.Module:
-    """Build a zoo model, `tv:NAME` or `file.py:factory` on `device`, in eval mode."""
+    """Build a zoo model, `tv:NAME`, `file.py:factory`, a `.pt2` or TorchScript file, ... on `device`, in eval
+    mode."""
     return build(spec, args, device).module
 
 
@@ -132,3 +133,8 @@ def _zoo_fingerprint() -> str:
         digest.update(source.name.encode())
         digest.update(source.read_bytes() if source.is_file() else b"")
     return digest.hexdigest()
+
+
+def model_names() -> list[str]:
+    """The zoo's names and aliases, in display order (torch-free: shell completion of MODEL)."""
+    return [name for entry in registry.list_entries() for name in (entry.name, *entry.aliases)]

@@ -13,10 +13,11 @@ from torch import nn
 
 from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params
-from inspectlab.core.errors import first_line
+from inspectlab.core.errors import InspectlabError, first_line
 from inspectlab.core.shapes import InputSize, InputSpec, compute_dtype
 from inspectlab.runtime.memory import check_fits
-from inspectlab.tracing.build import paused_gc
+from inspectlab.tracing.build import has_lazy, lazy_modules, materialised, paused_gc, script_on_meta
+from inspectlab.tracing.failures import NeedsRealRun
 from inspectlab.tracing.inputs import (
     CallInputs,
     as_call,
@@ -26,7 +27,7 @@ from inspectlab.tracing.inputs import (
     on_device,
     torch_dtype,
 )
-from inspectlab.tracing.recorder import NeedsRealRun, record
+from inspectlab.tracing.recorder import is_script, record
 from inspectlab.workflows.guard import hands_off
 from inspectlab.workflows.models import ModelOrSpec, build, input_specs, model_name, resolve
 
@@ -79,7 +80,7 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
     needed = _estimate(meta, model, data, specs, dtype)
     if not force:
         check_fits(needed, torch.device(real_device), f"{model_name(model_or_spec)} on {real_device}",
-                   0 if owned else count_params(model, device=real_device).state_bytes)
+                   0 if owned or has_lazy(model) else count_params(model, device=real_device).state_bytes)
     if owned:
         rebuilt = build(model_or_spec, args, real_device, weights, strict)
         model, notes = rebuilt.module, list(rebuilt.notes)
@@ -95,11 +96,51 @@ def trace(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
 
 def _record(model: nn.Module, data: CallInputs | None, specs: Sequence[InputSpec], device: str, dtype: str,
             backward: bool, train: bool, owned: bool) -> Trace:
+    """One recorded pass on `device`. A ScriptModule is recorded as a whole, on meta as a copy loaded there; a
+    model with lazy modules is recorded as a copy that its first forward materialised (the model is unchanged)."""
     call = on_device(data, device) if data is not None else example_call(
         specs, dtype, device, seed=None if device == "meta" else SEED)
+    notes = _script_notes(model)
+    if device == "meta" and is_script(model) and not all(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model, owned = _script_copy(model), True
+    if has_lazy(model):
+        kinds = ", ".join(lazy_modules(model))
+        model, owned = materialised(model, call.args, call.kwargs, device), True
+        notes.append(f"lazy modules ({kinds}) were materialised by a first forward of a copy of the model on {device} "
+                     "(the model itself is left uninitialised): parameters count from the shapes it created")
     with hands_off(model, real=device != "meta", train=train, owned=owned), paused_gc():
         recorded = record(model, call.args, call.kwargs, device=device, backward=backward, dtype=torch_dtype(dtype))
+    recorded.notes.extend(notes)
     return _named(recorded, call)
+
+
+def _script_copy(model: nn.Module) -> nn.Module:
+    copy = script_on_meta(model)
+    if copy is None:
+        raise NeedsRealRun("this ScriptModule cannot be copied onto the meta device (torch.jit.save refused it)")
+    return copy
+
+
+def _script_notes(model: nn.Module) -> list[str]:
+    """What a pass over TorchScript cannot see (per-layer rows: no hooks); a frozen one is refused."""
+    scripted = {name: module for name, module in model.named_modules() if is_script(module)}
+    outermost = {name: module for name, module in scripted.items()
+                 if name and not any(name.startswith(f"{other}.") for other in scripted if other)}
+    if "" in scripted:
+        notes = ["hooks are not supported on ScriptModules: the model is analysed as a whole (its totals in one row, "
+                 "no per-layer rows)"]
+        outermost = {"": model}
+    elif outermost:
+        notes = [f"hooks are not supported on ScriptModules: {', '.join(outermost)} has no row of its own (its ops "
+                 "count in the totals and in the rows of the modules that call it)"]
+    else:
+        return []
+    for name, module in outermost.items():
+        if not hasattr(module, "training"):
+            raise InspectlabError(f"{name or 'the model'} is a frozen ScriptModule (torch.jit.freeze): its parameters "
+                                  "are folded into constants and it has no training flag, so it cannot be counted; "
+                                  "give the ScriptModule before it is frozen")
+    return notes
 
 
 def _named(recorded: Trace, call: CallInputs) -> Trace:
@@ -130,10 +171,10 @@ def _estimate(meta: Trace | None, model: nn.Module, data: CallInputs | None, spe
     parameters and buffers and the inputs."""
     if meta is not None:
         return estimate_memory(meta).peak_bytes
-    counts = count_params(model)
+    counts = count_params(model) if not has_lazy(model) else None  # lazy: the lower bound leaves them out
     if data is not None:
         inputs = sum(t.numel() * t.element_size() for t in data.tensors())
     else:
         inputs = sum((input_dtype(s.dtype) if s.dtype else torch_dtype(dtype)).itemsize * math.prod(s.shape)
                      for s in specs)
-    return counts.state_bytes + inputs
+    return (counts.state_bytes if counts is not None else 0) + inputs
