@@ -10,7 +10,8 @@ from typing import Any
 from inspectlab.core.version import __version__
 
 _API = ("summary", "trace", "build_model", "list_models", "tree", "flops", "capture", "compare", "sweep", "graph",
-        "receptive_field", "rf", "latency", "dump", "stages")
+        "receptive_field", "rf", "latency", "dump", "stages", "memory", "explore", "report", "load_inputs",
+        "model_names")
 
 
 def __getattr__(name: str) -> Any:

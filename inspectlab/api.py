@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspectlab.core.shapes import InputSize, InputSpec, Shape, parse_sizes
+from inspectlab.workflows import display as _display  # noqa: F401  (results show themselves in notebooks)
 from inspectlab.workflows import models as _models
 
 if TYPE_CHECKING:
@@ -33,11 +34,14 @@ if TYPE_CHECKING:
     from inspectlab.tracing.inputs import CallInputs
     from inspectlab.tracing.records import Trace
     from inspectlab.workflows.dump import DumpResult
+    from inspectlab.workflows.explore import ExplorerPage
+    from inspectlab.workflows.memory import MemoryReport
     from inspectlab.workflows.receptive_field import FieldResult
+    from inspectlab.workflows.report import MergedReport
 
-__all__ = ["InputSpec", "build_model", "capture", "compare", "dump", "flops", "graph", "input_shapes", "input_specs",
-           "latency", "list_models", "load_inputs", "receptive_field", "resolve_model", "rf", "stages", "summary",
-           "sweep", "trace", "tree", "write_reports"]
+__all__ = ["InputSpec", "build_model", "capture", "compare", "dump", "explore", "flops", "graph", "input_shapes",
+           "input_specs", "latency", "list_models", "load_inputs", "memory", "model_names", "receptive_field", "report",
+           "resolve_model", "rf", "stages", "summary", "sweep", "trace", "tree", "write_reports"]
 
 # Inputs (docs/models.md, "Inputs"): `input_size` is one shape (1, 3, 224, 224), one `InputSpec` (a shape with a
 # dtype and a keyword name: InputSpec((1, 128), "int64", "input_ids")), or a list of them; unnamed inputs are
@@ -76,6 +80,11 @@ def load_inputs(path: str) -> CallInputs:
     """The inputs saved in a file (`--input-file`, read with `torch.load(weights_only=True)`): a tensor, a tuple
     or list (positional arguments) or a dict (keyword arguments); pass the result as `input_data=`."""
     return _models.read_inputs(path)
+
+
+def model_names() -> list[str]:
+    """The zoo's model names and aliases (no torch import, no counting: what MODEL completes from)."""
+    return _models.model_names()
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -273,6 +282,22 @@ def stages(model_or_spec: nn.Module | str, input_size: InputSize | None = None, 
     return pyramid(model_or_spec, input_size, args=args, input_data=input_data, weights=weights, strict=strict)
 
 
+def memory(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, train: bool = False,
+           optimizer: str = "adamw", amp: str | None = None, grad_checkpoint: Sequence[str] | None = None,
+           loss: str | None = None, budget: int | None = None, solve: str = "batch", depth: int = 2,
+           args: Mapping[str, Any] | None = None) -> MemoryReport:
+    """What `inspectlab memory` does (docs/memory.md): the peak memory of one inference forward under no_grad,
+    or with `train` of one steady-state step (forward, loss, backward, `optimizer` "sgd", "momentum", "adam" or
+    "adamw", zero_grad) by category, with its phase, op and module, from meta traces only; the CPU kernels' own
+    buffers count. `amp`: "fp16" or "bf16" autocast; `grad_checkpoint`: glob patterns of modules to checkpoint;
+    `loss`: the output the loss sums. With `budget` (bytes), the largest batch (`solve="size"`: square input
+    side) that fits, in `totals["max_batch"]` (`"max_size"`)."""
+    from inspectlab.workflows.memory import memory as estimate
+
+    return estimate(model_or_spec, input_size, train=train, optimizer=optimizer, amp=amp,
+                    grad_checkpoint=grad_checkpoint, loss=loss, budget=budget, solve=solve, depth=depth, args=args)
+
+
 def rf(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, args: Mapping[str, Any] | None = None,
        depth: int | None = 2, layers: str | None = None, empirical: bool = False, units: Sequence[str] = ("centre",),
        erf: str | None = None, erf_layer: str | None = None, samples: int = 16, weights: str | None = None,
@@ -286,3 +311,28 @@ def rf(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, a
     return analyse(model_or_spec, input_size, args=args, depth=depth, layers=layers, empirical=empirical,
                    units=units, erf=erf, erf_layer=erf_layer, samples=samples, weights=weights, seed=seed,
                    device=device, force=force, strict=strict, input_data=input_data)
+
+
+def explore(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *, output: str | None = None,
+            depth: int = 3, input_data: InputData = None, args: Mapping[str, Any] | None = None,
+            weights: str | None = None, strict: bool = True, latency: bool = False, device: str = "cpu",
+            min_time: float | None = None, force: bool = False, progress: Progress | None = None) -> ExplorerPage:
+    """One self-contained HTML page to browse the model (docs/explore.md): its graph at every depth from 0 to
+    `depth` with pan and zoom, each node's type, shapes, params, MACs, other FLOPs, memory, receptive field and
+    kernel in a side panel, a search box, a sortable layer table; `latency` adds each module's time (a real run
+    on `device`). Written to `output` when given (an existing file only with `force`); `.html` holds the page."""
+    from inspectlab.workflows.explore import explore as page
+
+    return page(model_or_spec, input_size, output=output, depth=depth, input_data=input_data, args=args,
+                weights=weights, strict=strict, latency=latency, device=device, min_time=min_time, force=force,
+                progress=progress)
+
+
+def report(sources: Sequence[str | Path], outputs: Sequence[str | Path] = (), *, force: bool = False,
+           title: str | None = None, command: str | None = None) -> MergedReport:
+    """Merge JSON files of `latency`, `compare --latency` and `sweep --latency` from several machines or conditions
+    into one comparison, one column group per machine/condition (docs/report.md); written to each of `outputs`
+    by suffix (.html, .md with PNGs beside it, .csv, .json), nothing unless every file may be."""
+    from inspectlab.workflows.report import report as merge
+
+    return merge(sources, outputs, force=force, title=title, command=command)

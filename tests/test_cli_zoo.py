@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from inspectlab.cli import app
-from inspectlab.cli.zoo import fit_columns
+from inspectlab.cli.zoo import ZOO_COLUMNS
 from inspectlab.core.errors import InspectlabError
-from inspectlab.render.formats import Column
+from inspectlab.render.fit import fit_table
 
 SPEC = {  # issue 2's param counts
     "resnet50": 25_557_032, "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
@@ -94,22 +94,22 @@ def test_list_table_at_80_columns_drops_the_description_and_says_so(runner):
     assert "description not shown at 80 columns" in result.stdout
 
 
-def test_fit_columns_layouts():
+def test_list_gives_way_in_the_documented_order():
+    """render/fit.py's order on list's columns: short shapes and two-line headers, then the description, then the
+    family; nothing is ever cut."""
     rows = [{"name": "n" * 10, "family": "f" * 6, "params": 123, "default_input": [1, 3, 8, 8],
              "description": "d" * 50}]
-    columns = [Column("name", "name"), Column("family", "family"), Column("params", "params"),
-               Column("default_input", "default input"), Column("description", "description")]
     # widths: name 10, family 6, params 6, default input 13, description 50; each column adds 3, the table 1
     full = (10 + 3) + (6 + 3) + (6 + 3) + (13 + 3) + (50 + 3) + 1
-    assert fit_columns(rows, columns, full) == columns
-    cut = fit_columns(rows, columns, full - 10)
-    assert [c.key for c in cut] == [c.key for c in columns]
-    assert cut[-1].show(rows[0]["description"]) == "d" * 39 + "…"  # 40 characters: 10 fewer
-    # no room for 24 characters of description beside family: family goes first
-    no_family = fit_columns(rows, columns, (10 + 3) + (6 + 3) + (13 + 3) + (24 + 3) + 1)
-    assert [c.key for c in no_family] == ["name", "params", "default_input", "description"]
-    assert [c.key for c in fit_columns(rows, columns, 50)] == ["name", "family", "params", "default_input"]
-    assert [c.key for c in fit_columns(rows, columns, 10)] == ["name", "params"]
+    assert [c.key for c in fit_table(rows, ZOO_COLUMNS, full).columns] == [c.key for c in ZOO_COLUMNS]
+    shorter = fit_table(rows, ZOO_COLUMNS, full - 6)  # "3×8²" and "default\ninput": 7 wide instead of 13
+    assert shorter.headers[3] == "default\ninput" and shorter.cells[0][3] == "3×8²" and not shorter.dropped
+    assert shorter.width == full - 6 and shorter.shortened
+    no_description = fit_table(rows, ZOO_COLUMNS, full - 7)
+    assert [c.key for c in no_description.dropped] == ["description"] and no_description.width == full - 6 - 53
+    assert [c.key for c in fit_table(rows, ZOO_COLUMNS, 33).dropped] == ["family", "description"]
+    assert [c.key for c in fit_table(rows, ZOO_COLUMNS, 32).columns] == ["name", "params"]
+    assert all("…" not in text for fitted in (shorter, no_description) for text in fitted.cells[0])
 
 
 # --- tree ----------------------------------------------------------------------------------------------

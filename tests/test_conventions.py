@@ -2,12 +2,15 @@
 
 The references are the installed libraries themselves, called here directly (not through
 inspectlab.runtime.peers): torch's FlopCounterMode, fvcore's FlopCountAnalysis.total() and
-torchinfo's total_mult_adds, each run for real on the CPU model. Our side is the meta-device Trace.
+torchinfo's total_mult_adds, each run for real on the CPU model as a user runs them (default grad mode).
+Our side is the meta-device Trace. Attention and detection models, recurrent layers and the peers' other
+quirks: tests/test_conventions_attention.py, tests/test_conventions_quirks.py, tests/test_detection.py.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import warnings
 from collections.abc import Callable
@@ -61,13 +64,13 @@ def _flatten(value: object) -> list[torch.Tensor]:
 
 
 def _torch_reference(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return counter.get_total_flops()
 
 
 def _fvcore_reference(model: nn.Module, x: torch.Tensor) -> int:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore")  # fvcore's import (torch.jit.script), jit TracerWarnings, unsupported ops
         from fvcore.nn import FlopCountAnalysis
 
@@ -180,7 +183,8 @@ def test_cli_flops_compare_matches_the_three_peers() -> None:
     result = CliRunner().invoke(app, ["flops", spec, "--input", "1,3,64,64", "--compare", "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = {row["convention"]: row for row in json.loads(result.output)["layers"]}
-    assert set(rows) == {"inspectlab", *PEERS}
+    installed = {name for name in ("ptflops", "thop") if importlib.util.find_spec(name) is not None}
+    assert set(rows) == {"inspectlab", *PEERS, *installed}  # ptflops/thop rows where installed (test_peers_extra)
     for peer in PEERS:
         assert rows[peer]["match"] is True, rows[peer]
         assert rows[peer]["peer"] == rows[peer]["total"] == _reference(spec, peer)

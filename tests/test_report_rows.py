@@ -43,7 +43,7 @@ def test_rf_columns_only_when_asked(trace) -> None:  # noqa: ANN001
     rows = summarize(trace, "m", depth=1, receptive_field=True).layers
     assert list(rows[0]) == [*LAYER_KEYS, "rf", "stride"]
     assert rows[0]["rf"] == [3, 3] and rows[0]["stride"] == [2, 2] and rows[1]["rf"] == [3, 3]
-    assert rows[2]["stride"] == [16 / 7, 16 / 7]  # unrounded, as before rows were typed
+    assert rows[2]["stride"] == ["16/7", "16/7"]  # exact: a rational stride prints as a fraction
     assert rows[3]["rf"] == "global"
 
 
@@ -53,7 +53,7 @@ def test_rf_rows_take_the_checks_by_replace(trace) -> None:  # noqa: ANN001
     assert isinstance(row, RfRow) and list(row) == ["name", "output_shape", "rf", "rf_min", "stride", "padding",
                                                     "global", "notes"]
     checked = replace(row, empirical=[], measured="3×3", check="✓")
-    assert list(checked)[-3:] == ["empirical", "measured", "check"] and checked["stride"] == [2.2857] * 2
+    assert list(checked)[-3:] == ["empirical", "measured", "check"] and checked["stride"] == ["16/7"] * 2
     assert "empirical" not in row
     report.layers[3] = checked
     assert list(json.loads(report.to_json())["layers"][3])[-3:] == ["empirical", "measured", "check"]

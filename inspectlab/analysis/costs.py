@@ -104,17 +104,77 @@ def _matrix_operands(op: OpRecord) -> tuple[int, int]:
 
 
 def attention_macs(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int:
-    """Q·Kᵀ then P·V: batch·heads·s_q·(s_k·d + s_k·d_v)."""
+    """Q·Kᵀ then P·V: batch·heads·s_q·(s_k·d + s_k·d_v) (grouped-query attention: the query's heads)."""
     batch_heads = prod(q[:-2])
     return batch_heads * q[-2] * k[-2] * q[-1] + batch_heads * q[-2] * k[-2] * v[-1]
 
 
-@COSTS.register("aten._scaled_dot_product_flash_attention_for_cpu", "aten._scaled_dot_product_flash_attention",
-                "aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_cudnn_attention")
+def attention_other_flops(q: tuple[int, ...], k: tuple[int, ...], masked: bool, causal: bool, dropout: bool) -> int:
+    """Other FLOPs of scaled-dot-product attention as torch's math path computes it (the path the meta trace
+    records, so that a fused kernel counts what its parts count): Q and Kᵀ each scaled by √scale (one per
+    element, Kᵀ after grouped-query heads are repeated), the mask added to the scores (a causal mask is first
+    built: one per s_q·s_k), softmax (SOFTMAX_FLOPS per score), dropout (2 per score)."""
+    batch_heads = prod(q[:-2])
+    scores = batch_heads * q[-2] * k[-2]
+    other = batch_heads * q[-2] * q[-1] + batch_heads * k[-2] * k[-1] + SOFTMAX_FLOPS * scores
+    if causal:
+        other += q[-2] * k[-2] + scores
+    elif masked:
+        other += scores
+    return other + (2 * scores if dropout else 0)
+
+
+# every fused scaled-dot-product attention kernel -> the name of its mask argument
+FUSED_ATTENTION = {"aten._scaled_dot_product_flash_attention_for_cpu": "attn_mask",
+                   "aten._scaled_dot_product_flash_attention": None,
+                   "aten._scaled_dot_product_efficient_attention": "attn_bias",
+                   "aten._scaled_dot_product_cudnn_attention": "attn_bias",
+                   "aten._scaled_dot_product_fused_attention_overrideable": "attn_bias",
+                   "aten._scaled_dot_product_attention_math_for_mps": "attn_mask"}
+
+
+@COSTS.register(*FUSED_ATTENTION)
 def _attention(op: OpRecord, trace: Trace) -> OpCost:
     q, k, v = (_shape(trace, op.tensor_args[n]) for n in ("query", "key", "value"))
-    scores = prod(q[:-2]) * q[-2] * k[-2]
-    return OpCost(attention_macs(q, k, v), scores * (SOFTMAX_FLOPS + 1), "attention")  # softmax + scale
+    mask = FUSED_ATTENTION[op.packet]
+    masked = mask is not None and op.tensor_args.get(mask) is not None
+    other = attention_other_flops(q, k, masked, bool(op.args.get("is_causal")), bool(op.args.get("dropout_p")))
+    return OpCost(attention_macs(q, k, v), other, "attention")
+
+
+@COSTS.register("aten._native_multi_head_attention")
+def _native_multi_head_attention(op: OpRecord, trace: Trace) -> OpCost:
+    """nn.MultiheadAttention's fused fast path, counted like the parts its slow path runs: the input
+    projections (one packed matmul for self-attention) and their biases, attention over num_head heads (Q and K
+    scaled when the weights are not returned, else Q only; a given mask added), the output projection and its
+    bias, and the weights averaged over the heads when they are returned averaged."""
+    q, k = _shape(trace, op.tensor_args["query"]), _shape(trace, op.tensor_args["key"])
+    batch, embed, heads = prod(q[:-2]), q[-1], int(op.args["num_head"])
+    queries, keys = batch * q[-2], batch * k[-2]
+    scores = heads * queries * k[-2]
+    macs = (queries + 2 * keys) * embed * embed + queries * embed * embed + 2 * queries * k[-2] * embed
+    weights = op.args.get("need_weights", True)
+    other = (queries + 2 * keys) * embed + queries * embed + SOFTMAX_FLOPS * scores
+    other += queries * embed + (0 if weights else keys * embed)  # Q (and K) scaled
+    other += scores if op.tensor_args.get("mask") is not None else 0
+    if weights and op.args.get("average_attn_weights", True):
+        other += scores + queries * k[-2]  # the mean over the heads
+    return OpCost(macs, other, "attention")
+
+
+LSTM_STEP_FLOPS = {"gates": 30, "biases": 8}  # other FLOPs per hidden unit and step (docs/counting.md)
+
+
+@COSTS.register("aten.mkldnn_rnn_layer")
+def _mkldnn_rnn_layer(op: OpRecord, trace: Trace) -> OpCost:
+    """One layer and direction of an LSTM as oneDNN runs it on the CPU, counted like the steps the meta device
+    decomposes it into: per step and row, x·W_ihᵀ and h·W_hhᵀ (4·hidden outputs each), their biases, the sum of
+    the two, three sigmoid gates, two tanh, c = f·c + i·g and h = o·tanh(c)."""
+    x, w_ih = _shape(trace, op.tensor_args["input"]), _shape(trace, op.tensor_args["weight0"])
+    hidden, inputs = int(op.args["hidden_size"]), w_ih[-1]
+    rows = prod(x) // inputs  # steps × batch
+    other = LSTM_STEP_FLOPS["gates"] + (LSTM_STEP_FLOPS["biases"] if op.args.get("has_biases", True) else 0)
+    return OpCost(rows * 4 * hidden * (inputs + hidden), rows * hidden * other, "matmul")
 
 
 @COSTS.register("aten.native_batch_norm", "aten._native_batch_norm_legit",
@@ -211,7 +271,8 @@ COSTS.add(
     "aten.channel_shuffle", "aten._reshape_alias", "aten.lift_fresh_copy", "aten.scalar_tensor", "aten.bernoulli_",
     "aten.set_", "aten.resize_", "aten._local_scalar_dense", "aten.item", "aten.masked_fill", "aten.masked_fill_",
     "aten.embedding", "aten._native_batch_norm_legit_functional", "aten.native_dropout_backward", "aten.tril",
-    "aten.triu",
+    "aten.triu", "aten.unsafe_split", "aten.unsafe_split_with_sizes", "aten.unsafe_chunk", "aten.transpose_",
+    "aten.t_", "aten.squeeze_", "aten.unsqueeze_",
 )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 from inspectlab.analysis.costs import CATEGORIES, OpCost, op_cost
+from inspectlab.analysis.cpu_dispatch import attention_calls
 from inspectlab.tracing.records import Trace
 
 
@@ -65,5 +66,13 @@ class FlopCount:
 
 
 def count_flops(trace: Trace) -> FlopCount:
-    """Apply inspectlab's formulas (analysis/costs.py) to every op of the trace."""
-    return FlopCount(trace, [op_cost(op, trace) for op in trace.ops])
+    """Apply inspectlab's formulas (analysis/costs.py) to every op of the trace. The ops of torch's math path of
+    scaled-dot-product attention count in the "attention" category, as the fused kernel that replaces them
+    on a real device does: the breakdown does not depend on the path either."""
+    costs = [op_cost(op, trace) for op in trace.ops]
+    for call in attention_calls(trace):
+        for index in call.ops:
+            cost = costs[index]
+            if cost is not None and (cost.macs or cost.other_flops):
+                costs[index] = replace(cost, category="attention")
+    return FlopCount(trace, costs)

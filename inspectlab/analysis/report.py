@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any, Generic, TypeVar
 
+from inspectlab.core.display import Displayable
+
 SCHEMA_VERSION = 1
 
 
@@ -77,7 +79,7 @@ def plain_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Report(Generic[RowT]):
+class Report(Displayable, Generic[RowT]):
     """What an analysis returns: one row per layer (or model), totals, and context.
 
     `to_dict()` is the stable JSON document (with `schema`); `to_dataframe()` has the same row keys.

@@ -10,13 +10,17 @@ from inspectlab.analysis.memory import estimate_memory
 from inspectlab.analysis.params import count_params_of_node
 from inspectlab.analysis.receptive_field import field_columns, receptive_fields
 from inspectlab.analysis.report import ABSENT, Absent, Report, Row
-from inspectlab.tracing.records import Trace
+from inspectlab.analysis.rf_base import ints
+from inspectlab.tracing.records import ModuleCall, Trace
 
 if TYPE_CHECKING:
     from inspectlab.analysis.rf_fields import FieldInfo, FieldMap
 
 LAYER_KEYS = ("name", "type", "depth", "call", "input_shapes", "output_shapes", "params", "trainable_params",
-              "macs", "flops", "other_flops", "output_bytes", "macs_pct")
+              "macs", "flops", "other_flops", "output_bytes", "macs_pct", "params_pct", "trainable", "kernel")
+CONVOLUTIONS = ("aten.convolution", "aten._convolution", "aten.convolution_overrideable")
+POOLS = (*(f"aten.{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)),
+         *(f"aten.max_pool{n}d_with_indices" for n in (1, 2, 3)))
 
 
 @dataclass(eq=False)
@@ -36,6 +40,9 @@ class LayerRow(Row):
     other_flops: int
     output_bytes: int
     macs_pct: float
+    params_pct: float  # of the model's parameters (each tensor once)
+    trainable: str | None  # "yes", "no", "partial" (some of its parameters train), None: it has no parameters
+    kernel: dict[str, Any] | None  # the window it computes (`window_of`), None for none or several
     rf: list[int | float | None] | str | None | Absent = ABSENT  # size per axis, "global", None: unknown
     stride: list[int | float] | None | Absent = ABSENT
 
@@ -53,6 +60,7 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     forward_macs = count.total().macs
     memory = estimate_memory(trace)
     fields = _fields(trace) if receptive_field else None
+    root_total, root_trainable = params[""]
     layers = []
     for call in trace.calls:
         if not (1 <= call.depth <= depth or (call.depth == 0 and len(trace.calls) == 1)):
@@ -65,9 +73,10 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
             input_shapes=trace.shapes(call.inputs), output_shapes=trace.shapes(call.outputs),
             params=total, trainable_params=trainable, macs=cost.macs, flops=cost.flops,
             other_flops=cost.other_flops, output_bytes=sum(trace.tensors[t].bytes for t in call.outputs),
-            macs_pct=100.0 * cost.macs / forward_macs if forward_macs else 0.0, **columns,
+            macs_pct=100.0 * cost.macs / forward_macs if forward_macs else 0.0,
+            params_pct=100.0 * total / root_total if root_total else 0.0, trainable=_trainable(total, trainable),
+            kernel=window_of(trace, call), **columns,
         ))
-    root_total, root_trainable = params[""]
     totals = {
         "params": root_total, "trainable_params": root_trainable, "non_trainable_params": root_total - root_trainable,
         "macs": totals_cost.macs, "flops": totals_cost.flops, "other_flops": totals_cost.other_flops,
@@ -82,6 +91,39 @@ def summarize(trace: Trace, model_name: str, depth: int = 2, backward: bool = Fa
     if details is not None:
         extra["input_details"] = details
     return Report(model=model_name, inputs=trace.shapes(trace.inputs), layers=layers, totals=totals, extra=extra)
+
+
+def _trainable(total: int, trainable: int) -> str | None:
+    if not total:
+        return None
+    return "yes" if trainable == total else "no" if not trainable else "partial"
+
+
+def window_of(trace: Trace, call: ModuleCall) -> dict[str, Any] | None:
+    """The convolution or pooling window a call computes: its own (a Conv2d's, a MaxPool2d's), else the only one
+    inside it (a conv + norm + activation block); None when it computes none or several. As a dict: size,
+    stride, padding, dilation (per axis), groups, transposed."""
+    ops = [trace.ops[i] for i in call.op_range()
+           if trace.ops[i].phase == "forward" and trace.ops[i].packet in CONVOLUTIONS + POOLS]
+    own = [op for op in ops if op.module_call == call.index]
+    chosen = own or ops
+    if len(chosen) != 1:
+        return None
+    op = chosen[0]
+    if op.packet in CONVOLUTIONS:
+        weight = op.tensor_args.get("weight")
+        if not isinstance(weight, int):
+            return None
+        size = list(trace.tensors[weight].shape[2:])
+        stride = ints(op.args.get("stride"), len(size), 1)
+        groups = int(op.args.get("groups", 1))
+    else:
+        size = list(op.args["kernel_size"])
+        stride = [s or k for s, k in zip(ints(op.args.get("stride"), len(size), 0), size, strict=True)]
+        groups = 1
+    return {"size": size, "stride": stride, "padding": ints(op.args.get("padding"), len(size), 0),
+            "dilation": ints(op.args.get("dilation"), len(size), 1), "groups": groups,
+            "transposed": bool(op.args.get("transposed", False))}
 
 
 FLOATING = ("float32", "float16", "bfloat16", "float64")

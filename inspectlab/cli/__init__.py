@@ -8,8 +8,10 @@ from __future__ import annotations
 from inspectlab.cli import (
     compare,  # noqa: F401
     dump,  # noqa: F401
+    explore,  # noqa: F401
     graph,  # noqa: F401
     latency,  # noqa: F401
+    report,  # noqa: F401
     rf,  # noqa: F401
     stages,  # noqa: F401
     summary,  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import sys
 import time
@@ -19,18 +20,33 @@ from inspectlab.core.errors import InspectlabError, describe_error
 from inspectlab.core.io import write_atomic
 from inspectlab.core.shapes import InputSpec, parse_inputs, simplest
 from inspectlab.render import formats
+from inspectlab.render.fit import fit_table, rich_table
 
 app = typer.Typer(
     name="inspectlab",
     help="Everything about a PyTorch network: params, FLOPs/MACs, shapes, receptive fields, latency, "
     "memory, graphs and feature dumps.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion; MODEL completes from the zoo
     pretty_exceptions_enable=False,
     cls=OneLineUsageErrors,  # usage errors (bad choice, unknown option, missing MODEL) in one line too
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "wide": False}
+PIPE_WIDTH = 200  # the width of text that is not for a terminal (a table is never cut to it: see emit)
+# The commands that print tables: the `command` decorator gives each a --wide flag.
+TABLE_COMMANDS = frozenset({"summary", "flops", "compare", "sweep", "rf", "stages", "latency", "list", "tree",
+                            "memory"})
+WideOption = Annotated[bool, typer.Option(
+    "--wide", help="On a terminal, show every column in full even when the table is wider than the terminal.")]
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion of MODEL: the zoo's names and aliases, and the spec prefixes (tv:, timm:, smp:, hf:)."""
+    from inspectlab import api
+
+    names = [*api.model_names(), "tv:", "timm:", "smp:", "hf:"]
+    return [name for name in names if name.startswith(incomplete)]
 
 
 class TableFormat(str, Enum):
@@ -55,7 +71,7 @@ class ExportFormat(str, Enum):
 
 ModelArg = Annotated[
     str, typer.Argument(help="Zoo name (see `inspectlab list`), tv:NAME, timm:NAME, smp:ARCH, hf:MODEL_TYPE, or "
-                        "path/to/file.py:factory.")
+                        "path/to/file.py:factory.", autocompletion=complete_model)
 ]
 ArgsOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
 DepthOption = Annotated[int, typer.Option("--depth", "-d", min=0, help="Deepest module level shown.")]
@@ -140,6 +156,7 @@ def command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def register(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> None:
+            _state["wide"] = bool(kwargs.pop("wide", False))
             try:
                 function(*args, **kwargs)
             except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -155,10 +172,20 @@ def command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 typer.echo(f"error: {error_line(exc)}", err=True)
                 raise typer.Exit(2) from None
 
+        if name in TABLE_COMMANDS:
+            _add_wide(run, function)
         app.command(name)(run)
         return run
 
     return register
+
+
+def _add_wide(run: Callable[..., None], function: Callable[..., None]) -> None:
+    """Give the wrapper a `--wide` flag beside the function's own options (Typer reads `__signature__`)."""
+    signature = inspect.signature(function, eval_str=True)
+    wide = inspect.Parameter("wide", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=WideOption)
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), wide])  # type: ignore[attr-defined]
+    run.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()}, "wide": WideOption}
 
 
 def error_line(exc: BaseException) -> str:
@@ -169,17 +196,39 @@ def error_line(exc: BaseException) -> str:
     return f"{line} (--debug shows the rest)" if cut else line
 
 
+def terminal_width() -> int | None:
+    """The width a table must fit: $COLUMNS when set, else the terminal's; None when stdout is not a terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
+    except (OSError, ValueError):
+        return None
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",
+                footer: Any = None) -> None:
+    """A table on stdout: fitted to the terminal (render/fit.py: nothing is cut, the columns left out are named
+    under it); in full with --wide or when stdout is not a terminal (no colours then)."""
+    from rich.console import Console
+
+    width = terminal_width()
+    fitted = fit_table(rows, columns, None if _state["wide"] else width)
+    console = Console(width=max(width or PIPE_WIDTH, fitted.width))
+    console.print(rich_table(fitted, title))
+    for note in fitted.notes():
+        console.print(note, markup=False, highlight=False)
+    if footer is not None:
+        console.print(footer)
+
+
 def emit(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[Any], title: str = "",
          document: Any = None, output: str | None = None, force: bool = False,
          footer: Any = None, csv_keys: Sequence[str] | None = None) -> None:
     """Print or write rows in the chosen format; json writes `document`, csv `csv_keys`, when given."""
     if fmt == "table" and output is None:
-        from rich.console import Console
-
-        console = Console(width=None if sys.stdout.isatty() else 200)
-        console.print(formats.rich_table(rows, columns, title))
-        if footer is not None:
-            console.print(footer)
+        print_table(rows, columns, title, footer)
         return
     if fmt == "json":
         text = formats.to_json(document if document is not None else list(rows))

@@ -19,8 +19,10 @@ from inspectlab.cli.common import (
     TextFormat,
     WeightsOption,
     command,
+    complete_model,
     input_sizes,
     parse_args,
+    print_table,
     progress_bar,
 )
 from inspectlab.core.arguments import parse_model
@@ -28,7 +30,6 @@ from inspectlab.core.conventions import CONVENTIONS
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.shapes import check_size, parse_input, parse_sizes, quoted
 from inspectlab.render import report_files
-from inspectlab.render.formats import rich_table
 from inspectlab.render.frames import frame_rows
 from inspectlab.render.report_files import report_format
 
@@ -104,18 +105,11 @@ def _print(rows: list[dict[str, Any]], attrs: dict[str, Any], fmt: TextFormat) -
     elif fmt is TextFormat.markdown:
         sys.stdout.write(report_files.render_markdown(rows, attrs, []))
     else:
-        from rich.console import Console
-
-
-        kind = attrs.get("kind", "compare")
-        columns = report_files.report_columns(rows, kind, report_files.convention_keys(rows))
-        console = Console(width=None if sys.stdout.isatty() else 220)
-        console.print(rich_table(rows, columns, report_files.report_title(attrs, None)))
-        console.print(_footer(rows, attrs))
+        columns = report_files.report_columns(rows, attrs.get("kind", "compare"), report_files.convention_keys(rows))
+        print_table(rows, columns, report_files.report_title(attrs, None), _footer(rows, attrs))
 
 
 def _footer(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> str:
-
     lines = []
     names = {"macs": "MACs", "other_flops": "other FLOPs", "activation_bytes": "activation memory",
              "peak_bytes": "peak memory", "latency_p50_ms": "latency p50"}
@@ -133,7 +127,7 @@ def _footer(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> str:
 def compare_command(
     models: Annotated[list[str], typer.Argument(
         help="Models to compare: zoo names, tv:NAME, path/to/file.py:factory; builder arguments after a colon: "
-        "deeplabv3plus_resnet50:output_stride=16,num_classes=19.")],
+        "deeplabv3plus_resnet50:output_stride=16,num_classes=19.", autocompletion=complete_model)],
     inputs: InputOption = None,
     latency: LatencyFlag = False,
     device: DeviceOption = "cpu",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated
 
 import typer
 
@@ -27,32 +28,21 @@ from inspectlab.cli.common import (
 from inspectlab.core.conventions import check_convention
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
-from inspectlab.core.naming import leaf_label
-from inspectlab.core.shapes import inputs_text
-from inspectlab.render.columns import SUMMARY_COLUMNS, summary_columns
-from inspectlab.render.formats import Column, human_bytes, human_count
+from inspectlab.render.columns import SUMMARY_COLUMNS, SUMMARY_DEFAULT, summary_columns
+from inspectlab.render.texts import (
+    NAMES,
+    flops_breakdown,
+    flops_columns,
+    flops_rows,
+    input_title,
+    summary_rows,
+    summary_totals,
+)
 
 BackwardOption = Annotated[bool, typer.Option("--backward", help="Also count the backward pass of sum(outputs).")]
+NamesChoice = Enum("NamesChoice", {name: name for name in NAMES}, type=str)  # type: ignore[misc]
 
-DEFAULT_COLUMNS = "name,type,input_shapes,output_shapes,params,macs,other_flops,output_bytes,macs_pct"
-
-
-def _totals_text(report: Any) -> str:
-
-    t = report.totals
-    lines = [
-        f"Params: {t['params']:,} (trainable {t['trainable_params']:,}, non-trainable {t['non_trainable_params']:,})"
-        f" · {human_bytes(t['param_bytes'])}",
-        f"MACs: {t['macs']:,} ({human_count(t['macs'])}) · FLOPs: {t['flops']:,} ({human_count(t['flops'])})"
-        f" · other FLOPs: {t['other_flops']:,} ({human_count(t['other_flops'])})",
-        f"Input: {human_bytes(t['input_bytes'])} · activations (all outputs): {human_bytes(t['activation_bytes'])}"
-        f" · estimated peak inference memory: {human_bytes(t['peak_bytes'])}",
-    ]
-    if report.extra.get("uncounted_ops"):
-        lines.append("Uncounted ops (no formula): " + ", ".join(
-            f"{name} ×{n}" for name, n in report.extra["uncounted_ops"].items()))
-    lines.extend(f"Note: {note}" for note in report.extra.get("notes", []))
-    return "\n".join(lines)
+DEFAULT_COLUMNS = ",".join(SUMMARY_DEFAULT)
 
 
 @command("summary")
@@ -73,6 +63,9 @@ def summary_command(
     weights: WeightsOption = None,
     non_strict: NonStrictOption = False,
     backward: BackwardOption = False,
+    names: Annotated[NamesChoice, typer.Option(
+        "--names", help="The layer column: leaf names indented by depth, or full qualified names.")]
+    = NamesChoice.leaf,  # type: ignore[attr-defined]
 ) -> None:
     """Params, MACs/FLOPs, shapes and memory per layer, and the model's totals."""
     chosen = summary_columns(columns)
@@ -83,10 +76,9 @@ def summary_command(
     report = api.summary(model, input_sizes(inputs), input_data=data, args=parse_args(args), weights=weights,
                          strict=not non_strict, depth=depth, device=device,
                          dtype=dtype, backward=backward, receptive_field=wants_rf)
-    rows = [{**row, "label": "  " * (row["depth"] - 1) + leaf_label(row["name"])} for row in report.layers]
-    emit(fmt.value, rows, chosen,
-         title=f"{model} · input {_shapes_text(report)}",
-         document=report.to_dict(), output=output, force=force, footer=_totals_text(report),
+    emit(fmt.value, summary_rows(report, names.value), chosen,
+         title=f"{model} · input {input_title(report)}",
+         document=report.to_dict(), output=output, force=force, footer=summary_totals(report),
          csv_keys=list(report.layers[0]) if report.layers else None)
 
 
@@ -96,7 +88,8 @@ def flops_command(
     inputs: InputOption = None,
     inputs_file: InputFileOption = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also run fvcore, torchinfo and FlopCounterMode "
-                                          "themselves (a real CPU run) and print their own totals.")] = False,
+                                          "themselves (a real CPU run) and print their own totals; ptflops and thop "
+                                          "too where they are installed (inspectlab[peers]).")] = False,
     convention: Annotated[str | None, typer.Option("--convention", help="Print one total only: "
                                                    "inspectlab, torch, fvcore or torchinfo.")] = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.table,
@@ -121,34 +114,7 @@ def flops_command(
             raise InspectlabError(f"the {convention} convention has no backward count")
         typer.echo(str(row["total"]))
         return
-    rows = [{**r, "total_h": human_count(r["total"]),
-             "peer_h": "" if r["peer"] is None else (r["peer"] if isinstance(r["peer"], str) else f"{r['peer']:,}"),
-             "match_h": {True: "✓", False: "✗", None: ""}[r["match"]]} for r in report.layers]
-    columns = [Column("convention", "convention"), Column("unit", "unit"),
-               Column("total", "total", lambda v: f"{v:,}", numeric=True), Column("total_h", "≈", numeric=True)]
-    if compare:
-        columns += [Column("peer_h", "peer's own number", numeric=True), Column("match_h", "same")]
-    columns.append(Column("counts", "what it counts"))
-    if fmt.value == "table":
-        columns.pop()
-    emit(fmt.value, rows, columns, title=f"{model} · input {_shapes_text(report)}"
+    columns = flops_columns(compare, counts=fmt.value != "table")
+    emit(fmt.value, flops_rows(report), columns, title=f"{model} · input {input_title(report)}"
          + (" · forward + backward" if backward else ""), document=report.to_dict(), output=output,
-         force=force, footer=_breakdown_text(report))
-
-
-def _breakdown_text(report: Any) -> str:
-
-    lines = ["What each convention counts:"]
-    lines += [f"  {row['convention']:<11}{row['counts']}" for row in report.layers]
-    lines.append("Breakdown by category (inspectlab convention):")
-    for category, t in report.extra["breakdown"].items():
-        macs, other = human_count(t["macs"]), human_count(t["other_flops"])
-        lines.append(f"  {category:<12} MACs {macs:>9}   other FLOPs {other:>9}")
-    if report.extra.get("uncounted_ops"):
-        lines.append("Uncounted ops: " + ", ".join(f"{k} ×{v}" for k, v in report.extra["uncounted_ops"].items()))
-    return "\n".join(lines)
-
-
-def _shapes_text(report: Any) -> str:
-    """"1×3×224×224 + 1×1×224×224", or with names and dtypes "input_ids=1×128:int64 + ..."."""
-    return inputs_text(report.extra.get("input_details"), report.inputs)
+         force=force, footer=flops_breakdown(report))

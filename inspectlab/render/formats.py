@@ -30,14 +30,22 @@ def human_bytes(value: float) -> str:
     return f"{int(value)} B"
 
 
+KEEP = 100  # a column of this priority stays on the narrowest terminal (render/fit.py)
+
+
 @dataclass(frozen=True)
 class Column:
-    """A column of a table: the row key, its header, and how the terminal shows a value."""
+    """A column of a table: the row key, its header, how a value is shown, and how the column gives way on a
+    narrow terminal (render/fit.py): `short` is a shorter text of a value (shapes: 64×112²), a lower
+    `priority` is dropped sooner (KEEP: never), and a `wraps` column (names, prose) may wrap onto more lines."""
 
     key: str
     header: str
     show: Callable[[Any], str] = str
     numeric: bool = False
+    priority: int = 50
+    short: Callable[[Any], str] | None = None
+    wraps: bool = False
 
 
 def thousands(value: Any) -> str:
@@ -70,6 +78,8 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
 def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return shape_text(value)
+    if isinstance(value, dict):  # a window (summary's kernel): its JSON
+        return json.dumps(value, separators=(",", ":"))
     return "" if value is None else value
 
 
@@ -91,16 +101,3 @@ def rows_to_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], t
     )
     caption = f"<caption>{escape(title)}</caption>" if title else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n"
-
-
-def rich_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], title: str = "") -> Any:
-    from rich.table import Table
-
-    table = Table(title=title or None, header_style="bold", show_lines=False)
-    for position, column in enumerate(columns):
-        last = position == len(columns) - 1
-        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=not last,
-                         overflow="fold" if last else "ellipsis")
-    for row in rows:
-        table.add_row(*(cell(c, row) for c in columns))
-    return table

@@ -7,6 +7,7 @@ Making the dot source needs only the `graphviz` Python package; SVG/PNG/PDF need
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -37,6 +38,14 @@ COLOURS = {
 _CLUSTER_FILL = ("#fafafa", "#f2f2f2", "#eaeaea", "#e2e2e2")
 _REPEAT_FILL = "#fff8e1"
 _SHAPES_SHOWN = 4
+# A 3-D box (a run ×k) draws its lip inside the top of the box while graphviz centres the label in the whole box:
+# a thin first line moves the title down by about the lip, so that it clears the front face's top edge as much
+# as a rounded box's title clears its own (tests/test_pictures.py measures both).
+_LIP_SPACER = '<FONT POINT-SIZE="4"> </FONT>'
+# The initial size of a drawing wider than this (points) is scaled down to it, at most halving it: a browser
+# at 1400 px (1050 pt) then opens a wide graph (HRNet at depth 3) showing its whole width, not a blank corner.
+SVG_FIT_WIDTH = 1000.0
+SVG_MIN_SCALE = 0.5
 
 
 def dot_available() -> bool:
@@ -52,7 +61,7 @@ def require_dot(fmt: str) -> None:
 
 def _shapes(node: GraphNode) -> list[str]:
     """The output shapes, joined: "1×32×56×56, 1×64×28×28" (at most four, then a count)."""
-    texts = [shape_text(list(shape)) for shape in node.shapes[:_SHAPES_SHOWN]]
+    texts = [shape_text(list(shape)) or "scalar" for shape in node.shapes[:_SHAPES_SHOWN]]
     if len(node.shapes) > _SHAPES_SHOWN:
         texts.append(f"+{len(node.shapes) - _SHAPES_SHOWN} more")
     return [", ".join(texts)] if texts else []
@@ -71,7 +80,7 @@ def node_label(node: GraphNode, show: Collection[str]) -> str:
         facts.append(f"{human_count(node.params)} params")
     if "flops" in show and node.macs:
         facts.append(f"{human_count(node.macs)} MACs")
-    lines = [title]
+    lines = [_LIP_SPACER, title] if node.repeat > 1 and node.calls else [title]
     if facts:  # graphviz refuses an empty <FONT></FONT>
         lines.append(f'<FONT POINT-SIZE="9">{escape(" · ".join(facts))}</FONT>')
     if "rf" in show and node.rf:
@@ -111,6 +120,36 @@ def to_digraph(graph: Graph, show: Collection[str] = ("params",), rankdir: str =
         edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#555555", "color": "#555555",
                    "arrowsize": "0.6"},
     )
+    frames = frame_order(graph)
+    tree = _drawing_tree(graph)
+
+    def fill(target: graphviz.Digraph, key: str | None, level: int) -> None:
+        for item_key, node in tree.get(key, []):
+            if node is not None:
+                target.node(node.id, node_label(node, show), **_node_attributes(node))
+                continue
+            cluster = graph.clusters[item_key]
+            sub = graphviz.Digraph(name=f"cluster_{frames.index(item_key)}")
+            repeated = cluster.repeat > 1
+            sub.attr(label=_cluster_label(cluster), labeljust="l", fontsize="9", style="rounded,filled",
+                     color="#b38f00" if repeated else "#999999", penwidth="1.5" if repeated else "1",
+                     fillcolor=_REPEAT_FILL if repeated else _CLUSTER_FILL[level % len(_CLUSTER_FILL)])
+            fill(sub, item_key, level + 1)
+            target.subgraph(sub)
+
+    fill(digraph, None, 0)
+    labelled = set(graph.edges) if "shapes" in show else informative_edges(graph)
+    floating = floating_edges(graph)
+    for edge in graph.edges:
+        text = shape_text(list(edge.shape))
+        digraph.edge(edge.source, edge.target, label=text if edge in labelled else None, tooltip=text,
+                     **({"constraint": "false"} if edge in floating else {}))
+    return digraph
+
+
+def _drawing_tree(graph: Graph) -> dict[str | None, list[tuple[str, GraphNode | None]]]:
+    """Per frame key (None: the top level) its nodes and child frames, in drawing order: by the first node in
+    execution order that each holds. A child frame is (key, None)."""
     children: dict[str | None, list[str]] = {}
     for cluster in graph.clusters.values():
         children.setdefault(cluster.parent, []).append(cluster.key)
@@ -124,30 +163,79 @@ def to_digraph(graph: Graph, show: Collection[str] = ("params",), rankdir: str =
         positions += [first_position(child) for child in children.get(key, [])]
         return min(positions, default=len(order))
 
-    def fill(target: graphviz.Digraph, key: str | None, level: int) -> None:
+    tree: dict[str | None, list[tuple[str, GraphNode | None]]] = {}
+    for key in [None, *graph.clusters]:
         items: list[tuple[int, str, GraphNode | None]] = [(order[n.id], n.id, n) for n in members.get(key, [])]
         items += [(first_position(child), child, None) for child in children.get(key, [])]
-        for _, item_key, node in sorted(items, key=lambda item: item[0]):
-            if node is not None:
-                target.node(node.id, node_label(node, show), **_node_attributes(node))
-                continue
-            cluster = graph.clusters[item_key]
-            sub = graphviz.Digraph(name=f"cluster_{len(cluster_names)}")
-            cluster_names.append(item_key)
-            repeated = cluster.repeat > 1
-            sub.attr(label=_cluster_label(cluster), labeljust="l", fontsize="9", style="rounded,filled",
-                     color="#b38f00" if repeated else "#999999", penwidth="1.5" if repeated else "1",
-                     fillcolor=_REPEAT_FILL if repeated else _CLUSTER_FILL[level % len(_CLUSTER_FILL)])
-            fill(sub, item_key, level + 1)
-            target.subgraph(sub)
+        tree[key] = [(item_key, node) for _, item_key, node in sorted(items, key=lambda item: item[0])]
+    return tree
 
-    cluster_names: list[str] = []
-    fill(digraph, None, 0)
-    labelled = set(graph.edges) if "shapes" in show else informative_edges(graph)
+
+def frame_order(graph: Graph) -> list[str]:
+    """The frame (cluster) keys in the order they are drawn: frame k is `cluster_k` in the dot source, and the
+    `<title>` of its group in the SVG."""
+    tree = _drawing_tree(graph)
+    found: list[str] = []
+
+    def walk(key: str | None) -> None:
+        for item_key, node in tree.get(key, []):
+            if node is None:
+                found.append(item_key)
+                walk(item_key)
+
+    walk(None)
+    return found
+
+
+FLOAT_SLACK = 4  # ranks a branch could move down before its entering edge floats (fewer barely stretch a frame)
+
+
+def floating_edges(graph: Graph) -> set[GraphEdge]:
+    """Edges that enter a frame to reach a node with slack (it could sit FLOAT_SLACK or more ranks lower without
+    lengthening any path: a branch that rejoins the main path much later, such as DeepLabV3+'s low-level
+    projection of layer1). They are drawn with constraint=false, so that the branch sits just above where it
+    rejoins instead of beside its source: its frame then does not stretch up along the whole backbone, empty."""
+    successors: dict[str, list[str]] = {node.id: [] for node in graph.nodes}
+    indegree = Counter(edge.target for edge in graph.edges)
     for edge in graph.edges:
-        text = shape_text(list(edge.shape))
-        digraph.edge(edge.source, edge.target, label=text if edge in labelled else None, tooltip=text)
-    return digraph
+        successors[edge.source].append(edge.target)
+    ordered, ready = [], [n.id for n in graph.nodes if indegree[n.id] == 0]
+    remaining = dict(indegree)
+    while ready:  # topological order (Kahn); the graph of one forward pass has no cycle
+        current = ready.pop()
+        ordered.append(current)
+        for target in successors[current]:
+            remaining[target] -= 1
+            if remaining[target] == 0:
+                ready.append(target)
+    earliest = dict.fromkeys(ordered, 0)
+    for current in ordered:
+        for target in successors[current]:
+            earliest[target] = max(earliest[target], earliest[current] + 1)
+    last = max(earliest.values(), default=0)
+    latest = dict.fromkeys(ordered, last)
+    for current in reversed(ordered):
+        for target in successors[current]:
+            latest[current] = min(latest[current], latest[target] - 1)
+    frames = {node.id: set(node.clusters) for node in graph.nodes}
+    entering: dict[str, list[GraphEdge]] = {}
+    for edge in graph.edges:
+        if edge.target in latest and latest[edge.target] - earliest[edge.target] >= FLOAT_SLACK \
+                and frames[edge.target] - frames[edge.source]:
+            entering.setdefault(edge.target, []).append(edge)
+    # a node is anchored when a path of constraining edges leads from it to a node without slack: only an edge
+    # into an anchored node floats (a branch whose every way down floats would be ranked on its own, at the top)
+    floating: set[GraphEdge] = set()
+    outgoing: dict[str, list[GraphEdge]] = {}
+    for edge in graph.edges:
+        outgoing.setdefault(edge.source, []).append(edge)
+    anchored: dict[str, bool] = {}
+    for current in reversed(ordered):
+        anchored[current] = latest[current] == earliest[current] or any(
+            anchored.get(edge.target, False) for edge in outgoing.get(current, []) if edge not in floating)
+        if anchored[current]:
+            floating.update(entering.get(current, []))
+    return floating
 
 
 def informative_edges(graph: Graph) -> set[GraphEdge]:
@@ -173,11 +261,28 @@ def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
         digraph = digraph.copy()
         digraph.graph_attr["dpi"] = str(PNG_DPI)
     try:
-        return digraph.pipe(format=fmt, quiet=True)
+        drawn = digraph.pipe(format=fmt, quiet=True)
     except subprocess.CalledProcessError as exc:  # dot's own complaint, first line, instead of the command
         raise InspectlabError(f"Graphviz `dot` failed to draw the {fmt.upper()}: {_dot_complaint(exc.stderr)}") from exc
     except OSError as exc:  # dot vanished, or cannot be run
         raise InspectlabError(f"Graphviz `dot` cannot run: {exc}") from exc
+    return fit_svg(drawn) if fmt == "svg" else drawn
+
+
+_SVG_SIZE = re.compile(rb'<svg width="([0-9.]+)pt" height="([0-9.]+)pt"\s+viewBox="([^"]+)"')
+
+
+def fit_svg(svg: bytes) -> bytes:
+    """The SVG with its viewBox kept and its initial size scaled down to SVG_FIT_WIDTH points wide (never below
+    SVG_MIN_SCALE of its natural size), and shrunk further to fit a narrower window (max-width: 100%)."""
+    found = _SVG_SIZE.search(svg)
+    if found is None:
+        return svg
+    width, height = float(found[1]), float(found[2])
+    scale = max(min(1.0, SVG_FIT_WIDTH / width), SVG_MIN_SCALE) if width > 0 else 1.0
+    opening = (f'<svg width="{width * scale:.0f}pt" height="{height * scale:.0f}pt" '
+               f'style="max-width: 100%; height: auto" viewBox="{found[3].decode()}"').encode()
+    return svg[:found.start()] + opening + svg[found.end():]
 
 
 def _dot_complaint(stderr: bytes | str | None) -> str:

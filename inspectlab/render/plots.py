@@ -54,43 +54,74 @@ def _has(row: Mapping[str, Any], *keys: str) -> bool:
 
 
 def _label_points(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],
-                  radii: Sequence[float] | None = None) -> None:
-    """Name each point where its label overlaps no other label or marker (estimated boxes, in points):
-    above, below, right or left of its marker of radius `radii` (points), then further out."""
-    ax.figure.draw_without_rendering()  # settle the layout, so that data -> display is final
-    scale = 72.0 / ax.figure.dpi
-    centres = [tuple(c * scale for c in ax.transData.transform((x, y))) for x, y in zip(xs, ys, strict=True)]
+                  radii: Sequence[float] | None = None, avoid: Sequence[Any] = ()) -> list[Any]:
+    """Name each point beside its marker (radius `radii`, in points): the first place, right, left, above,
+    below, then the four diagonals, whose text box (as the renderer measures it) stays inside the axes and
+    overlaps no marker, no label placed before and none of the artists in `avoid`; failing all, the same
+    places further out, joined to the marker by a thin line. Crowded points are named first. Call it once the
+    rest of the figure (titles, legend) is made: the layout must not move afterwards. Returns the labels."""
+    figure = ax.figure
+    figure.draw_without_rendering()  # settle the layout, so that data -> display is final
+    renderer = figure.canvas.get_renderer()
+    pixels = figure.dpi / 72.0
+    centres = [tuple(ax.transData.transform((x, y))) for x, y in zip(xs, ys, strict=True)]
     radii = list(radii) if radii else [6.0] * len(xs)
-    taken = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii, strict=True)]
-    height = _FONT * 1.25
-    for k in sorted(range(len(xs)), key=lambda k: (centres[k][0], centres[k][1])):
-        (cx, cy), r, width = centres[k], radii[k], len(labels[k]) * _FONT * 0.6
-        candidates = []
-        for extra in (0.0, height, 2 * height, 3 * height):
-            candidates += [(0.0, r + 3 + extra, "center", "bottom"), (0.0, -(r + 3 + extra), "center", "top"),
-                           (r + 4, -extra, "left", "center"), (-(r + 4), -extra, "right", "center"),
-                           (r + 4, extra, "left", "center"), (-(r + 4), extra, "right", "center")]
-        chosen = candidates[0]
-        for candidate in candidates:
-            box = _box(cx, cy, candidate, width, height)
-            if not any(_overlap(box, other) for other in taken):
-                chosen = candidate
+    markers = [_square(cx, cy, r * pixels) for (cx, cy), r in zip(centres, radii, strict=True)]
+    taken = list(markers) + [_extent(artist, renderer) for artist in avoid]
+    frame = _extent(ax, renderer)
+
+    def crowding(k: int) -> float:
+        return sum(1.0 / (1.0 + math.dist(centres[k], other)) for j, other in enumerate(centres) if j != k)
+
+    placed: list[Any] = []
+    for k in sorted(range(len(xs)), key=crowding, reverse=True):
+        gap = radii[k] + 3.0
+        text = ax.annotate(labels[k], (xs[k], ys[k]), textcoords="offset points", xytext=(0, 0), fontsize=_FONT)
+        text.set_in_layout(False)
+        chosen = None
+        for ring in range(4):
+            for dx, dy, ha, va in _places(gap + ring * _FONT * 1.4):
+                text.set_position((dx, dy))
+                text.set_ha(ha)
+                text.set_va(va)
+                box = _extent(text, renderer)
+                inside = frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+                if inside and not any(_overlap(box, other) for j, other in enumerate(taken) if j != k):
+                    chosen = (dx, dy, ha, va, ring > 0)
+                    break
+            if chosen:
                 break
-        taken.append(_box(cx, cy, chosen, width, height))
-        dx, dy, ha, va = chosen
-        ax.annotate(labels[k], (xs[k], ys[k]), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
-                    fontsize=_FONT)
+        dx, dy, ha, va, leader = chosen or (gap, 0.0, "left", "center", False)
+        text.remove()
+        text = ax.annotate(labels[k], (xs[k], ys[k]), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                           fontsize=_FONT, arrowprops={"arrowstyle": "-", "color": "#777777", "linewidth": 0.6,
+                                                       "shrinkA": 0, "shrinkB": radii[k]} if leader else None)
+        text.set_in_layout(False)
+        taken.append(_extent(text, renderer))
+        placed.append(text)
+    return placed
 
 
 _FONT = 8
 
 
-def _box(cx: float, cy: float, placement: tuple[float, float, str, str], width: float,
-         height: float) -> tuple[float, float, float, float]:
-    dx, dy, ha, va = placement
-    left = {"center": cx + dx - width / 2, "left": cx + dx, "right": cx + dx - width}[ha]
-    bottom = {"bottom": cy + dy, "top": cy + dy - height, "center": cy + dy - height / 2}[va]
-    return (left, bottom, left + width, bottom + height)
+def _places(gap: float) -> list[tuple[float, float, str, str]]:
+    """Offsets (points) and alignments of a label `gap` points from its point: right, left, above, below, then
+    the diagonals."""
+    side = gap * 0.75
+    return [(gap, 0.0, "left", "center"), (-gap, 0.0, "right", "center"), (0.0, gap, "center", "bottom"),
+            (0.0, -gap, "center", "top"), (side, side, "left", "bottom"), (side, -side, "left", "top"),
+            (-side, side, "right", "bottom"), (-side, -side, "right", "top")]
+
+
+def _square(cx: float, cy: float, half: float) -> tuple[float, float, float, float]:
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def _extent(artist: Any, renderer: Any) -> tuple[float, float, float, float]:
+    """An artist's box on the canvas (pixels): left, bottom, right, top."""
+    box = artist.get_window_extent(renderer)
+    return (box.x0, box.y0, box.x1, box.y1)
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
@@ -105,7 +136,13 @@ def _plain_ticks(ax: Any, *axes: str) -> None:
     for name in axes:
         axis = ax.xaxis if name == "x" else ax.yaxis
         axis.set_major_formatter(formatter)
-        axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
+        axis.set_minor_formatter(FuncFormatter(_two_and_five))
+
+
+def _two_and_five(value: float, _: Any = None) -> str:
+    """A minor tick's label where its first digit is 2 or 5 (0.2, 50, 2000), else none."""
+    text = f"{value:g}"
+    return text if text.lstrip("0.")[:1] in ("2", "5") else ""
 
 
 def _pad_log_axis(ax: Any, axis: str, values: Sequence[float], factor: float = 1.8) -> None:
@@ -137,7 +174,6 @@ def macs_params_chart(rows: Rows, bubble: str = "peak_bytes") -> Any:
     _pad_log_axis(ax, "x", xs)
     _pad_log_axis(ax, "y", ys, 2.5)
     _plain_ticks(ax, "x", "y")
-    _label_points(ax, xs, ys, [r["model"] for r in points], [math.sqrt(a) / 2 for a in areas])
     ax.set_xlabel("parameters (millions)")
     ax.set_ylabel("MACs (billions)")
     what = BUBBLES.get(bubble, bubble)
@@ -148,7 +184,8 @@ def macs_params_chart(rows: Rows, bubble: str = "peak_bytes") -> Any:
                           markersize=math.sqrt(_AREA * v / largest), alpha=0.6) for v in shown]
         ax.legend(handles, [_bubble_text(bubble, v) for v in shown], title=what, loc="upper left",
                   bbox_to_anchor=(1.02, 1.0), fontsize=8, title_fontsize=8, labelspacing=2.2, borderpad=1.2,
-                  handletextpad=1.5, frameon=False)
+                  handlelength=3.0, handletextpad=2.5, frameon=False)
+    _label_points(ax, xs, ys, [r["model"] for r in points], [math.sqrt(a) / 2 for a in areas])
     return figure
 
 
@@ -205,12 +242,13 @@ def rf_stride_chart(rows: Rows, input_side: int | None = None) -> Any:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    figure, (ax,) = _figure(7.5, 4.5)
+    figure, (ax,) = _figure(7.5, 5.0)
     xs = [float(r["output_stride"]) for r in points]
     ys = [float(r["rf"]) for r in points]
     colours = _colours(rows)
+    sizes = [110.0 if r.get("rf_global") else 70.0 for r in points]
     for k, r in enumerate(points):
-        ax.scatter(xs[k], ys[k], s=140 if r.get("rf_global") else 70, marker="*" if r.get("rf_global") else "o",
+        ax.scatter(xs[k], ys[k], s=sizes[k], marker="*" if r.get("rf_global") else "o",
                    color=colours[id(r)], edgecolors="black", linewidths=0.6, zorder=3)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
@@ -220,20 +258,21 @@ def rf_stride_chart(rows: Rows, input_side: int | None = None) -> Any:
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlim(ticks[0] * 0.8, ticks[-1] * 1.25)
     values = [*ys, *([input_side] if input_side else [])]
-    _pad_log_axis(ax, "y", values, 2.0)
+    _pad_log_axis(ax, "y", values, 1.6)
     _plain_ticks(ax, "y")
+    avoid: list[Any] = []
     if input_side:
-        ax.axhline(input_side, color="#888888", linestyle="--", linewidth=1)
-        ax.annotate(f"input side {input_side} px", (ticks[0] * 0.85, input_side), textcoords="offset points",
-                    xytext=(0, 4), fontsize=8, color="#555555")
-    _label_points(ax, xs, ys, [r["model"] for r in points])
+        avoid.append(ax.axhline(input_side, color="#888888", linestyle="--", linewidth=1))
+        avoid.append(ax.annotate(f"input side {input_side} px", (ticks[0] * 0.85, input_side),
+                                 textcoords="offset points", xytext=(0, 4), fontsize=8, color="#555555"))
     ax.set_xlabel("output stride (coarsest feature map)")
     ax.set_ylabel("receptive field of the output (px)")
     ax.set_title("Receptive field vs output stride", fontsize=10)
     marks = [Line2D([], [], marker="o", linestyle="", color="#999999", markeredgecolor="black", label="local only"),
-             Line2D([], [], marker="*", linestyle="", color="#999999", markeredgecolor="black", markersize=11,
+             Line2D([], [], marker="*", linestyle="", color="#999999", markeredgecolor="black", markersize=10,
                     label="also a global path")]
-    ax.legend(handles=marks, loc="lower right", fontsize=8, frameon=False)
+    avoid.append(ax.legend(handles=marks, loc="lower right", fontsize=8, frameon=False))
+    _label_points(ax, xs, ys, [r["model"] for r in points], [math.sqrt(size) / 2 for size in sizes], avoid)
     return figure
 
 
@@ -291,4 +330,58 @@ def sweep_chart(rows: Rows, exponents: Mapping[str, float | None]) -> Any:
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8, loc="upper left", frameon=False)
+    return figure
+
+
+def grouped_latency_chart(items: Sequence[str], groups: Sequence[str], p50: Sequence[Sequence[float | None]],
+                          p90: Sequence[Sequence[float | None]]) -> Any:
+    """p50 of each item (a model at an input) per group, a dot each, with a line on to p90; one row per item, the
+    groups side by side within it; a log time axis, so that a laptop and a GPU fit on one picture."""
+    figure, (ax,) = _figure(8.0, 1.2 + 0.22 * len(items) * max(len(groups), 1) + 0.15 * len(items))
+    step = 0.8 / max(len(groups), 1)
+    values = [v for line in [*p50, *p90] for v in line if v]
+    for g, name in enumerate(groups):
+        colour = _COLOURS[g % len(_COLOURS)]
+        for k in range(len(items)):
+            if p50[k][g] is None:
+                continue
+            position = len(items) - 1 - k + 0.4 - (g + 0.5) * step
+            high = p90[k][g]
+            if high is not None and high > p50[k][g]:
+                ax.plot([p50[k][g], high], [position, position], color=colour, linewidth=1.2)
+            ax.plot([p50[k][g]], [position], marker="o", color=colour, markeredgecolor="black", markeredgewidth=0.5,
+                    linestyle="", label=name if k == next(i for i in range(len(items)) if p50[i][g] is not None)
+                    else None)
+    ax.set_xscale("log")
+    if values:
+        _pad_log_axis(ax, "x", values, 1.5)
+    _plain_ticks(ax, "x")
+    ax.set_yticks(range(len(items))[::-1], list(items), fontsize=8)
+    ax.set_ylim(-0.6, len(items) - 0.4)
+    ax.set_xlabel("latency per forward (ms, log scale): dot = p50, line to p90")
+    ax.grid(False, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title("Latency per machine/condition", fontsize=10)
+    return figure
+
+
+def latency_scaling_chart(series: Mapping[str, Sequence[tuple[float, float, str]]]) -> Any:
+    """p50 against pixels (log-log), one line per series name: (pixels, p50 ms, size label) points."""
+    from matplotlib.ticker import NullLocator
+
+    figure, (ax,) = _figure(7.5, 4.5)
+    for k, (name, points) in enumerate(series.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=_COLOURS[k % len(_COLOURS)],
+                label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes = {p[0]: p[2] for points in series.values() for p in points}
+    ax.set_xticks(list(sizes), list(sizes.values()), fontsize=7, rotation=30)
+    ax.xaxis.set_minor_locator(NullLocator())
+    _pad_log_axis(ax, "y", [p[1] for points in series.values() for p in points], 1.6)
+    _plain_ticks(ax, "y")
+    ax.set_xlabel("input (log of pixels H·W)")
+    ax.set_ylabel("latency p50 (ms)")
+    ax.legend(fontsize=8, loc="best", frameon=False)
+    ax.set_title("Latency against input size", fontsize=10)
     return figure

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import GetAttrKey, MappingKey, SequenceKey, tree_flatten_with_path, tree_map, tree_unflatten
 
+from inspectlab.core.display import Displayable
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.naming import ROOT, nearest, select
 from inspectlab.runtime import dump_writer
@@ -111,7 +112,7 @@ class _Call:
     entries: list[Entry] = field(default_factory=list)
 
 
-class Capture:
+class Capture(Displayable):
     """Forward hooks on the selected modules of `model` while the `with` block runs; the kept outputs
     afterwards: `cap["layer1"]` (first call), `cap["layer1.0.relu#2"]`, `cap.grad("layer1")`, `cap.save(path)`.
     """

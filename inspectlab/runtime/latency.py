@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from inspectlab.core.display import Displayable
 from inspectlab.core.errors import InspectlabError
 from inspectlab.runtime.device_peaks import device_name as _name_of_device
 from inspectlab.runtime.memory import RssProbe
@@ -96,7 +97,7 @@ class BatchResult:
 
 
 @dataclass
-class LatencyReport:
+class LatencyReport(Displayable):
     """The result of `measure`: the run's conditions and one result per batch size."""
 
     conditions: RunConditions

@@ -268,11 +268,21 @@ class _FunctionRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         # an aten op called as such (an exported graph calls `torch.ops.aten.conv2d.default`): its packet's name
-        self.builder.functions.append(getattr(func, "__name__", str(func)).partition(".")[0])
+        name = getattr(func, "__name__", str(func)).partition(".")[0]
+        self.builder.functions.append(name + _string_padding(name, args, kwargs))
         try:
             return func(*args, **(kwargs or {}))
         finally:
             self.builder.functions.pop()
+
+
+def _string_padding(name: str, args: Any, kwargs: Any) -> str:
+    """".padding" for a convolution given its padding as a string ("same", "valid"): aten's overload name for
+    it (`aten::conv2d.padding`, which torch runs as `_convolution_mode`; fvcore has no handle for it)."""
+    if name not in ("conv1d", "conv2d", "conv3d"):
+        return ""
+    padding = (kwargs or {}).get("padding", args[4] if len(args) > 4 else None)
+    return ".padding" if isinstance(padding, str) else ""
 
 
 def _state_on(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor] | None:

@@ -42,7 +42,7 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 @dataclass
 class _ModuleState:
     training: bool
-    tensors: dict[str, Any]  # plain __dict__ entries holding tensors
+    tensors: dict[str, Any]  # plain __dict__ entries holding tensors (a list as (list, its items))
     hooks: dict[str, dict[Any, Any]]
 
 
@@ -55,8 +55,16 @@ class _Snapshot:
 
 
 def _plain_tensors(module: nn.Module) -> dict[str, Any]:
-    return {key: value for key, value in vars(module).items()
-            if isinstance(value, torch.Tensor) and not key.startswith("_")}
+    """The public `__dict__` entries holding a tensor or a list/tuple of tensors (torchvision's
+    `AnchorGenerator.cell_anchors`, which its forward moves to the input's device)."""
+    return {key: value for key, value in vars(module).items() if not key.startswith("_") and (
+        isinstance(value, torch.Tensor) or (isinstance(value, (list, tuple)) and value
+                                            and all(isinstance(item, torch.Tensor) for item in value)))}
+
+
+def _kept(value: Any) -> Any:
+    """What restore needs of an entry: a list by its object and its items (a forward may fill it in place)."""
+    return (value, list(value)) if isinstance(value, list) else value
 
 
 def snapshot(model: nn.Module, real: bool, copies: bool = True) -> _Snapshot:
@@ -65,7 +73,8 @@ def snapshot(model: nn.Module, real: bool, copies: bool = True) -> _Snapshot:
     taken = _Snapshot()
     for module in model.modules():
         hooks = {name: dict(getattr(module, name)) for name in _HOOK_DICTS if hasattr(module, name)}
-        taken.modules[module] = _ModuleState(module.training, _plain_tensors(module), hooks)
+        tensors = {key: _kept(value) for key, value in _plain_tensors(module).items()}
+        taken.modules[module] = _ModuleState(module.training, tensors, hooks)
     for param in model.parameters():
         taken.requires_grad[param] = param.requires_grad
         grad = param.grad
@@ -101,7 +110,11 @@ def restore(taken: _Snapshot) -> None:
         current = _plain_tensors(module)
         for key in current.keys() - state.tensors.keys():
             delattr(module, key)
-        for key, value in state.tensors.items():
+        for key, kept in state.tensors.items():
+            value = kept[0] if isinstance(kept, tuple) and isinstance(kept[0], list) else kept
+            if isinstance(value, list) and (len(value) != len(kept[1]) or any(
+                    now is not then for now, then in zip(value, kept[1], strict=False))):
+                value[:] = kept[1]
             if current.get(key) is not value:
                 object.__setattr__(module, key, value)
         for name, hooks in state.hooks.items():
