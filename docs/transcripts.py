@@ -8,7 +8,8 @@ printed under it; each file is replaced atomically, and only when something chan
 `python docs/transcripts.py --check` prints the commands whose output differs from what the code prints
 now and exits 1; tests/test_docs_transcripts.py does the same, block by block.
 
-An HTML comment on the line before the fence says how a block is treated:
+An HTML comment on the line before the fence says how a block is treated (`<!-- transcript: slow timing -->`
+combines two):
 - `<!-- transcript: timing -->`: its numbers are measurements (latency); the check compares the text with
   every number masked;
 - `<!-- transcript: slow -->`: minutes of work (an empirical receptive field of a big model): generated
@@ -35,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```")
 SHELL_FENCES = {"", "text", "console", "shell", "sh", "bash"}
-DIRECTIVE = re.compile(r"<!--\s*transcript:\s*(timing|slow|skip)\b.*-->")
+DIRECTIVE = re.compile(r"<!--\s*transcript:\s*([a-z ]+)")
+MARKS = {"timing", "slow", "skip"}
 NUMBER = re.compile(r"\d[\d,.]*")
 TIMEOUT_S = 900
 
@@ -53,7 +55,7 @@ class Transcript:
     path: Path
     first: int  # index of the first line inside the fence
     last: int  # index of the closing fence
-    kind: str  # "plain", "timing", "slow" or "skip"
+    marks: frozenset[str]  # of "timing", "slow", "skip"
     commands: list[Command]
 
     @property
@@ -87,7 +89,8 @@ def transcripts(path: Path) -> list[Transcript]:
                     commands[-1].text += "\n" + line
                 else:
                     commands[-1].shown.append(line)
-            found.append(Transcript(path, index + 1, close, directive.group(1) if directive else "plain", commands))
+            marks = frozenset(directive.group(1).split()) & MARKS if directive else frozenset()
+            found.append(Transcript(path, index + 1, close, marks, commands))
         index = close + 1
     return found
 
@@ -165,16 +168,21 @@ def masked(lines: list[str]) -> list[str]:
 
 def differs(transcript: Transcript, command: Command, printed: list[str]) -> bool:
     shown = [line.rstrip() for line in command.shown]
-    if transcript.kind == "timing":
+    if "timing" in transcript.marks:
         return masked(shown) != masked(printed)
     return shown != printed
 
 
-def regenerate(path: Path, kinds: set[str]) -> bool:
-    """Run the transcripts of `path` whose kind is in `kinds` and write their outputs; True if it changed."""
+def chosen(transcript: Transcript, slow: bool) -> bool:
+    """Whether a run handles this transcript: never a skipped one, a slow one only with `slow`."""
+    return "skip" not in transcript.marks and (slow or "slow" not in transcript.marks)
+
+
+def regenerate(path: Path, slow: bool) -> bool:
+    """Run the chosen transcripts of `path` and write their outputs; True if the file changed."""
     lines = path.read_text().splitlines()
     for transcript in reversed(transcripts(path)):  # from the end, so earlier line numbers stay valid
-        if transcript.kind not in kinds:
+        if not chosen(transcript, slow):
             continue
         print(f"{transcript.where}: {len(transcript.commands)} command(s)", file=sys.stderr)
         printed = run_block([command.text for command in transcript.commands])
@@ -196,14 +204,14 @@ def main() -> int:
     parser.add_argument("--slow", action="store_true", help="include the slow transcripts")
     parser.add_argument("files", nargs="*", type=Path, help="Markdown files (default: README.md and docs/*.md)")
     options = parser.parse_args()
-    kinds = {"plain", "timing"} | ({"slow"} if options.slow or not options.check else set())
+    slow = options.slow or not options.check
     paths = [path.resolve() for path in options.files] or documents()
     if not options.check:
         for path in paths:
-            if regenerate(path, kinds):
+            if regenerate(path, slow):
                 print(f"updated {path.relative_to(ROOT)}", file=sys.stderr)
         return 0
-    stale = [f"{t.where}: $ {c.text}" for path in paths for t in transcripts(path) if t.kind in kinds
+    stale = [f"{t.where}: $ {c.text}" for path in paths for t in transcripts(path) if chosen(t, slow)
              for c, out in zip(t.commands, run_block([c.text for c in t.commands]), strict=True)
              if differs(t, c, out)]
     for line in stale:

@@ -124,18 +124,21 @@ def dump(model_or_spec: nn.Module | str, input_size: InputSize | None = None, *,
 def compare(models: Sequence[nn.Module | str | Any], input_size: InputSize | None = None, *, latency: bool = False,
             device: str = "cpu", convention: str = "inspectlab", warmup: int = 5, iters: int | None = None,
             min_time: float | None = None, threads: int | None = None, progress: Progress | None = None,
-            weights: Mapping[str, str] | None = None, stages: bool = False) -> pd.DataFrame:
+            weights: Mapping[str, str] | None = None, stages: bool = False,
+            train_optimizer: str | None = None) -> pd.DataFrame:
     """One row per model as a pandas DataFrame (docs/compare.md): params, MACs, FLOPs, other FLOPs, activation
     and peak memory, output stride, receptive field of the output (+ global flag), latency p50/p90 (`latency`,
     on `device`, with warmup/iters/min_time/threads as in `latency`), MACs per param and per output pixel, and
     `error` for a model that failed. Specs may carry builder arguments: "deeplabv3plus_resnet50:output_stride=16".
     `stages` adds each model's feature pyramid (docs/stages.md) as columns per stride: s4_name, s4_channels,
-    s4_macs (MACs up to that stage), s4_rf (its receptive field, largest over H and W), s8_..., from the same trace."""
+    s4_macs (MACs up to that stage), s4_rf (its receptive field, largest over H and W), s8_..., from the same trace.
+    `train_optimizer` ("sgd", "momentum", "adam", "adamw") adds `train_peak_bytes`: the peak of one training step
+    at this batch (docs/memory.md)."""
     from inspectlab.workflows.compare import compare_models
 
     timing = _timing(latency, device, warmup, iters, min_time, threads)
     return compare_models(models, input_size, convention=convention, timing=timing, progress=progress,
-                          weights=weights, stages=stages)
+                          weights=weights, stages=stages, train_optimizer=train_optimizer)
 
 
 def sweep(model_or_spec: nn.Module | str | Any, sizes: Sequence[int | tuple[int, int]] | str, *,

@@ -289,3 +289,15 @@ def test_committed_reports_show_every_plot(page: Path, tmp_path: Path) -> None:
     """reports/*.html as a user opens them: every plot inline and loaded (the probe's broken image aside)."""
     images, loaded = _images_loaded(page, tmp_path)
     assert images >= 2 and loaded == images - 1
+
+
+def test_compare_memory_train_adds_the_training_peak_of_inspectlab_memory() -> None:
+    """`compare --memory --train`: each row's training peak is `inspectlab memory --train`'s (whose peak
+    tests/test_memory_train.py checks against PyTorch's memory profiler); without it, no such column."""
+    shape = (2, 3, 32, 32)
+    frame = api.compare(["resnet18", "mobilenet_v3_small"], shape, train_optimizer="sgd")
+    assert list(frame.columns).index("train_peak_bytes") == list(frame.columns).index("peak_bytes") + 1
+    for row in frame.to_dict("records"):
+        expected = api.memory(row["model"], shape, train=True, optimizer="sgd").totals["peak_bytes"]
+        assert row["train_peak_bytes"] == expected > row["peak_bytes"]
+    assert "train_peak_bytes" not in api.compare(["resnet18"], shape).columns

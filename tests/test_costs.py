@@ -125,7 +125,7 @@ def test_module_macs_partition_the_total() -> None:
 def test_memory_from_lifetimes_by_hand() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(inplace=True),
                           nn.Conv2d(8, 8, 3, padding=1, bias=False))
-    memory = estimate_memory(api.trace(model, (1, 3, 8, 8)))
+    memory = estimate_memory(api.trace(model, (1, 3, 8, 8)), None)  # tensors only: no kernel workspace
     input_bytes, feature_bytes = 3 * 64 * 4, 8 * 64 * 4
     assert memory.param_bytes == (8 * 3 * 9 + 8 * 8 * 9) * 4
     assert memory.input_bytes == input_bytes

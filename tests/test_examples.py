@@ -19,6 +19,8 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "INSPECTLAB_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
     command = ["bash", str(example)] if example.suffix == ".sh" else [sys.executable, str(example)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # a script runs from the repository root, a Python example from a scratch folder (what it writes goes there)
+    folder = ROOT if example.suffix == ".sh" else tmp_path
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{example.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "Traceback" not in done.stdout + done.stderr

@@ -26,7 +26,7 @@ SWEEP_KEYS = (
     "latency_p50_ms", "latency_p90_ms", "notes", "error",
 )
 INT_KEYS = frozenset({"params", "trainable_params", "macs", "flops", "other_flops", "param_bytes", "activation_bytes",
-                      "peak_bytes", "rf", "height", "width", "pixels"})
+                      "peak_bytes", "train_peak_bytes", "rf", "height", "width", "pixels"})
 FITTED_KEYS = ("macs", "other_flops", "activation_bytes", "peak_bytes", "latency_p50_ms")
 
 

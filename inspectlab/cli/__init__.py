@@ -11,6 +11,7 @@ from inspectlab.cli import (
     explore,  # noqa: F401
     graph,  # noqa: F401
     latency,  # noqa: F401
+    memory,  # noqa: F401
     report,  # noqa: F401
     rf,  # noqa: F401
     stages,  # noqa: F401

@@ -149,19 +149,29 @@ def compare_command(
     stages: Annotated[bool, typer.Option(
         "--stages", help="Backbones stage by stage: per stride, the channels, MACs so far and receptive field of "
         "each model's feature map (docs/stages.md).")] = False,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Memory columns: with --train, the peak of one training step at this batch beside the "
+        "inference peak (docs/memory.md; meta traces only).")] = False,
+    train: Annotated[bool, typer.Option("--train", help="With --memory: the training step's peak.")] = False,
+    optimizer: Annotated[str, typer.Option(
+        "--optimizer", help="With --memory --train: sgd, momentum, adam or adamw.")] = "adamw",
 ) -> None:
     """Compare models side by side: params, MACs, memory, output stride, receptive field, latency."""
+    if train and not memory:
+        raise InspectlabError("--train goes with --memory: compare --memory --train")
 
     choices = [parse_model(text) for text in models]  # malformed specs fail before any work
     shapes = input_sizes(inputs)
     command = _command_text("compare", list(models), {
         "--input": inputs, "--latency": latency, "--device": device if latency and device != "cpu" else None,
         "--warmup": warmup if latency else None, "--iters": iters if latency else None, "--convention":
-        None if convention is ConventionChoice.inspectlab else convention.value, "--stages": stages})
+        None if convention is ConventionChoice.inspectlab else convention.value, "--stages": stages,
+        "--memory": memory, "--train": train, "--optimizer": optimizer if memory and train else None})
     _run_report(
         lambda progress: api.compare(choices, shapes, latency=latency, device=device, convention=convention.value,
                                      warmup=warmup, iters=iters, min_time=min_time, threads=threads,
-                                     progress=progress, weights=_weights_by_model(weights), stages=stages),
+                                     progress=progress, weights=_weights_by_model(weights), stages=stages,
+                                     train_optimizer=optimizer if memory and train else None),
         fmt, outputs, force, _BUBBLE_KEYS.get(bubble.value), title, command)
 
 

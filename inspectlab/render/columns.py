@@ -108,6 +108,7 @@ CATALOGUE: dict[str, Column] = {
     "params_compact": Column("params", "params", human_count, numeric=True, priority=KEEP),
     "activation_bytes": Column("activation_bytes", "activations", human_bytes, numeric=True, priority=40),
     "peak_bytes": Column("peak_bytes", "peak mem", human_bytes, numeric=True, priority=75),
+    "train_peak_bytes": Column("train_peak_bytes", "training peak", human_bytes, numeric=True, priority=74),
     "output_stride": Column("output_stride", "out stride", _number, numeric=True, priority=60),
     "rf_output": Column("rf", "RF (px)", _number, numeric=True, priority=55),
     "rf_global": Column("rf_global", "global", _yes_no, priority=45),
@@ -130,9 +131,9 @@ SUMMARY_COLUMNS = ("name", "qualified_name", "type", "kernel", "input_shapes", "
 SUMMARY_DEFAULT = ("name", "type", "input_shapes", "output_shapes", "params", "macs", "other_flops", "output_bytes",
                    "macs_pct")
 SUMMARY_ALIASES = {"input": "input_shapes", "output": "output_shapes", "memory": "output_bytes", "pct": "macs_pct"}
-COMPARE_TABLE = ("model", "params_compact", "macs", "other_flops", "activation_bytes", "peak_bytes", "output_stride",
-                 "rf_output", "rf_global", "latency_p50_ms", "latency_p90_ms", "macs_per_param",
-                 "macs_per_output_pixel", "error")
+COMPARE_TABLE = ("model", "params_compact", "macs", "other_flops", "activation_bytes", "peak_bytes",
+                 "train_peak_bytes", "output_stride", "rf_output", "rf_global", "latency_p50_ms", "latency_p90_ms",
+                 "macs_per_param", "macs_per_output_pixel", "error")
 STAGES_TABLE = ("stage", "type", "stage_stride", "channels", "output_shape", "rf", "rf_global", "cumulative_macs",
                 "cumulative_params")
 # `compare --stages`: these columns of the model, then `stage_columns` (s4 ch, s4 MACs, s4 RF, s8 ch, ...)

@@ -33,7 +33,9 @@ from inspectlab.core.conventions import convention_key
 from inspectlab.core.errors import InspectlabError, describe_error
 from inspectlab.core.shapes import InputSpec, Shape, as_specs, simplest
 from inspectlab.render.frames import to_frame
+from inspectlab.tracing.train_step import OPTIMIZERS
 from inspectlab.workflows.latency import latency
+from inspectlab.workflows.memory import memory
 from inspectlab.workflows.models import input_specs
 from inspectlab.workflows.stages import stages_of
 from inspectlab.workflows.trace import trace
@@ -141,17 +143,21 @@ def _stepper(progress: Progress | None, total: int) -> Callable[[int, str], Prog
 def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | None = None, *,
                    convention: str = "inspectlab", timing: Mapping[str, Any] | None = None,
                    progress: Progress | None = None, weights: Mapping[str, str] | None = None,
-                   stages: bool = False) -> pd.DataFrame:
+                   stages: bool = False, train_optimizer: str | None = None) -> pd.DataFrame:
     """One row per model (COMPARE_KEYS, plus `<convention>_<unit>` for another convention). `weights`: a
     state_dict file per model, by its label (as written) or its spec.
 
     `timing`: None for no latency, else the options of `measure` (device, warmup, iters, min_time, ...).
+    `train_optimizer`: also the peak of one training step with that optimizer at this batch (`train_peak_bytes`,
+    from `workflows.memory`, meta traces only).
     `attrs`: kind, input, convention, latency conditions (of the first timed model).
     """
     if not models:
         raise InspectlabError("compare needs at least one model")
     if convention != "inspectlab":
         convention_key(convention)  # validates
+    if train_optimizer is not None and train_optimizer not in OPTIMIZERS:
+        raise InspectlabError(f"unknown optimizer {train_optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     shapes = _shapes(input_size)
     choices = [_with_weights(as_choice(m), weights or {}) for m in models]
     unknown = set(weights or {}) - {c.label for c in choices} - {c.model for c in choices if isinstance(c.model, str)}
@@ -165,18 +171,34 @@ def compare_models(models: Sequence[Any], input_size: Shape | Sequence[Shape] | 
         row: dict[str, Any] = {"model": choice.label, "input": _listed(shapes) if shapes else None}
         rows.append(_measured_row(row, choice, shapes, convention, timing, True, context,
                                   step(index, f"{choice.label} ({index + 1}/{len(choices)})"), stages))
+        if train_optimizer is not None and "error" not in row:
+            _add_train_peak(row, choice, shapes, train_optimizer)
     if progress is not None:
         progress("done", 1.0)
     keys = COMPARE_KEYS if convention == "inspectlab" else (*COMPARE_KEYS[:8], convention_key(convention),
                                                               *COMPARE_KEYS[8:])
     if timing is None:
         keys = tuple(k for k in keys if not k.startswith("latency_"))
+    if train_optimizer is not None:
+        at = keys.index("peak_bytes") + 1
+        keys = (*keys[:at], "train_peak_bytes", *keys[at:])
+        context["train_optimizer"] = train_optimizer
     if not stages:
         return to_frame(rows, keys, context, INT_KEYS)
     context["stages"] = True
     added = wide_keys(rows)
     at = keys.index("notes")
     return to_frame(rows, (*keys[:at], *added, *keys[at:]), context, INT_KEYS | set(integral_keys(rows, added)))
+
+
+def _add_train_peak(row: dict[str, Any], choice: ModelChoice, shapes: Sequence[Shape] | None, optimizer: str) -> None:
+    """The training step's peak at this batch; a model that cannot be traced for training says why in its notes."""
+    try:
+        report = memory(choice.model, list(shapes) if shapes else None, train=True, optimizer=optimizer,
+                        args=choice.args)
+        row["train_peak_bytes"] = report.totals["peak_bytes"]
+    except InspectlabError as exc:
+        row["notes"] = "; ".join(n for n in (row.get("notes"), f"training peak: {exc}") if n)
 
 
 def _with_weights(choice: ModelChoice, weights: Mapping[str, str]) -> ModelChoice:
