@@ -60,28 +60,50 @@ def test_empirical_check_passes_and_is_reported() -> None:
     code, out, err = run("rf", "lenet5", "--empirical", "--units", "first,centre,last", "-f", "json")
     assert code == 0
     rows = {row["name"]: row for row in json.loads(out)["layers"]}
-    checks = rows["conv2"]["empirical"]
-    assert [c["unit"] for c in checks] == ["first", "centre", "last"] and all(c["match"] for c in checks)
-    assert checks[0]["measured"] == [[0, 13], [0, 13]]  # unit (0, 0) of conv2 reads pixels 0..13
-    assert rows["fc3"]["empirical"] == [{"unit": "global", "index": [None, None], "analytic": [[0, 31], [0, 31]],
-                                         "measured": [[0, 31], [0, 31]], "fits": True, "match": True}]
-    assert "24/24 measured fields equal" in err
+    check = rows["conv2"]["empirical"]
+    assert check["status"] == "equal" and check["notes"] == []
+    units = check["units"]
+    assert [u["unit"] for u in units] == ["first", "centre", "last"] and all(u["match"] for u in units)
+    assert units[0]["measured"] == [[0, 13], [0, 13]]  # unit (0, 0) of conv2 reads pixels 0..13
+    assert [s["measured"] for s in units[0]["strides"]] == [2, 2]  # unit (1, 1) reads pixels 2..15
+    assert rows["fc3"]["empirical"]["units"] == [{
+        "unit": "global", "index": [None, None], "analytic": [[0, 31], [0, 31]], "measured": [[0, 31], [0, 31]],
+        "fits": True, "match": True, "dtype": "float32", "strides": []}]
+    assert "13 rows equal, 0 differ, 0 not checkable; strides measured on 7 rows" in err
+
+
+def test_empirical_table_shows_fields_and_strides() -> None:
+    code, out, _ = run("rf", "lenet5", "--empirical", "--depth", "1")
+    assert code == 0
+    assert "measured rf / stride" in out and "14×14 / 2×2" in out and "all" in out and "✓" in out
 
 
 def test_empirical_mismatch_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     from inspectlab.runtime import empirical_rf
     from inspectlab.workflows import receptive_field as rf_workflow
 
-    real = empirical_rf.check_fields
+    real = empirical_rf.run_checks
 
-    def wrong(*args: object, **kwargs: object) -> list[object]:
+    def wrong(*args: object, **kwargs: object) -> object:
         checks = real(*args, **kwargs)  # type: ignore[arg-type]
-        checks[0].measured = [(0, 1), (0, 1)]
+        checks.rows[1].measured = [(0, 1), (0, 1)]
         return checks
 
-    monkeypatch.setattr(rf_workflow, "check_fields", wrong)  # the name the workflow calls
+    monkeypatch.setattr(rf_workflow, "run_checks", wrong)  # the name the workflow calls
     code, out, err = run("rf", "lenet5", "--empirical", "--depth", "1")
-    assert code == 1 and "✗" in out and "1 measured field(s) differ" in err
+    assert code == 1 and "✗" in out and "1 differ" in out and "1 row(s) differ from their autograd support" in err
+
+
+def test_rows_not_checkable_are_listed_with_the_reason_and_exit_0(tmp_path: Path) -> None:
+    source = tmp_path / "net.py"
+    source.write_text("import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+                      "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(1, 2, 3)\n\n"
+                      "    def forward(self, x):\n        return self.conv(x)[:, :, torch.tensor([2, 0, 1])]\n\n\n"
+                      "def make():\n    return Net()\n")
+    code, out, err = run("rf", f"{source}:make", "--input", "1,1,8,8", "--empirical")
+    assert code == 0
+    assert "1 rows equal, 0 differ, 1 not checkable" in out
+    assert "Not checkable: (root): the analysis gives no field: no rule for aten.index" in out
 
 
 def test_erf_writes_a_png_and_radii(tmp_path: Path) -> None:

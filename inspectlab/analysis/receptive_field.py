@@ -23,14 +23,13 @@ breaks an invariant (rf_checks.py: "inconsistent: ...").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
 from inspectlab.analysis.report import ABSENT, Absent, Report, Row
-from inspectlab.analysis.rf_checks import coarsest_stride, field_problem, merge_problem
+from inspectlab.analysis.rf_checks import coarsest_stride, field_problem
 from inspectlab.analysis.rf_fields import (
     CONSTANT,
     AxisField,
@@ -40,12 +39,10 @@ from inspectlab.analysis.rf_fields import (
     FieldNote,
     Inconsistent,
     NoRule,
-    Pieces,
-    broadcast,
-    centre_offset,
     identity_table,
-    union,
 )
+from inspectlab.analysis.rf_inplace import written_bases
+from inspectlab.analysis.rf_merge import merge_fields
 from inspectlab.analysis.rf_rules import ZERO_FACTORIES, constant, layout_guard, pointwise, rule_for, times_zero
 from inspectlab.analysis.rf_tables import PackedTable
 from inspectlab.core.errors import InspectlabError
@@ -67,6 +64,7 @@ class Walk:
         self.trace = trace
         self.fields = fields
         self.coarsest = Fraction(1)  # the largest stride of a map so far (rf_checks.extent_problem)
+        self.pending: list[str] = []  # flags the current op's rule raised (Walk.flag)
 
     def shape(self, tensor_id: int) -> tuple[int, ...]:
         return self.trace.tensors[tensor_id].shape
@@ -92,6 +90,7 @@ class Walk:
             self.assign(op, [FieldInfo(unknown=unknown)] * len(op.outputs))
             return
         rule = rule_for(op)
+        self.pending = []
         if all(f.constant for f in inputs) or rule is constant:
             zero = op.packet in ZERO_FACTORIES or (
                 op.packet == "aten.fill_" and op.args.get("value") == 0
@@ -111,6 +110,7 @@ class Walk:
             if problem:
                 raise Inconsistent(problem)
             self.coarsest = coarsest_stride(results, self.coarsest)
+            results = _carry_flags(inputs, results, self.pending)
         except Inconsistent as exc:
             reason = f"inconsistent: {op.packet}: {exc} (op #{op.index} in {self.where(op)})"
             self.note(op, "inconsistent", reason)
@@ -124,6 +124,16 @@ class Walk:
     def assign(self, op: OpRecord, results: Sequence[FieldInfo]) -> None:
         for tensor_id, info in zip(op.outputs, results, strict=False):
             self.fields[tensor_id] = info
+        if op.inplace:  # a write into a view also writes its base (rf_inplace.py)
+            for base, info in written_bases(self, op):
+                if info.unknown and not self.field(base).unknown and info.unknown.startswith("an in-place write"):
+                    self.note(op, "no-rule", info.unknown)
+                self.fields[base] = info
+
+    def flag(self, op: OpRecord, text: str, flag: str) -> None:
+        """A note about `op` (kind "flag") and the flag its outputs carry downstream (FieldInfo.flags)."""
+        self.note(op, "flag", text)
+        self.pending.append(flag)
 
     # helpers shared by the rules ---------------------------------------------------------------
     def main(self, op: OpRecord) -> int:
@@ -138,77 +148,24 @@ class Walk:
         return any(not self.field(t).constant for t in op.inputs if t != main)
 
     def merge(self, op: OpRecord, parts: Sequence[tuple[FieldInfo, dict[int, int]]], out_shape: Sequence[int],
-              ) -> FieldInfo:
-        """Union of several inputs' fields on the output's dims. `parts`: (field, {input dim: output dim}).
-        An axis spread over several dims (pieces) merges with the same layout, or with a single broadcast unit."""
-        live = [(f, dim_map) for f, dim_map in parts if not f.constant]
-        if not live:
-            return CONSTANT
-        count = len(live[0][0].axes)
-        is_global = any(f.is_global for f, _ in live)
-        axes: list[AxisField] = []
-        offsets: list[list[float]] = [[] for _ in live]
-        jumps: list[list[Fraction]] = []
-        done: dict[tuple[Any, ...], tuple[dict[int, float], AxisField]] = {}
-        for k in range(count):
-            tabled: list[tuple[int, AxisField, int | Pieces]] = []  # (part, axis, output dim or pieces)
-            folded: list[AxisField] = []
-            for p, (f, dim_map) in enumerate(live):
-                axis = f.axes[k]
-                if axis.pieces:
-                    if any(d not in dim_map for d, _, _ in axis.pieces):
-                        raise NoRule("an image axis spread over several dims would lose a piece")
-                    tabled.append((p, axis, tuple((dim_map[d], i, c) for d, i, c in axis.pieces)))
-                    continue
-                out_dim = dim_map.get(axis.dim) if axis.dim is not None else None
-                if axis.tabled and out_dim is not None:
-                    tabled.append((p, axis, out_dim))
-                else:
-                    folded.append(axis.moved(out_dim))
-            if not tabled:
-                best = max(folded, key=lambda a: a.summary().size or -1)
-                dims = {a.dim for a in folded if a.dim is not None}
-                axes.append(best.moved(dims.pop() if len(dims) == 1 else None))
-                for row in offsets:
-                    row.append(0.0)
-                continue
-            wheres = {w for _, a, w in tabled if a.units > 1} or {tabled[0][2]}  # a single unit broadcasts anywhere
-            if len(wheres) > 1:
-                raise NoRule("the inputs carry the same image axis on different dims")
-            where = wheres.pop()
-            n = out_shape[where] if isinstance(where, int) else math.prod(c for _, _, c in where)
-            key = (n, tuple((p, id(a.packed), a.jump) for p, a, _ in tabled))
-            if len(tabled) == 1 and tabled[0][1].units == n:  # one input: its field as it is
-                done[key] = {tabled[0][0]: 0.0}, tabled[0][1]
-            if key not in done:  # else: the same tables as another axis (H and W of a square image)
-                tables = [broadcast(a.per_unit, n) for _, a, _ in tabled]  # type: ignore[arg-type]
-                shifts = {p: centre_offset(tables[0], t) for (p, _, _), t in zip(tabled, tables, strict=True)}
-                done[key] = shifts, AxisField(None, tabled[0][1].jump, union(tables))
-            shifts, merged = done[key]
-            for p, row in enumerate(offsets):
-                row.append(shifts.get(p, 0.0))
-            jumps.append([a.jump for _, a, _ in tabled])
-            axes.append(merged.relaid(where, None) if isinstance(where, int) else merged.relaid(None, where))
-        self.note_misaligned(op, offsets, jumps)
-        result = FieldInfo(tuple(axes), is_global)
-        problem = merge_problem([f for f, _ in live], result)
-        if problem:
-            raise Inconsistent(problem)
-        return result
+              quiet: bool = False) -> FieldInfo:
+        """Union of several inputs' fields on the output's dims (rf_merge.merge_fields), noting a misaligned one
+        unless `quiet` (the parts of one product, which need not be centred alike)."""
+        def note(text: str, offsets: tuple[tuple[float, ...], ...]) -> None:
+            if not quiet:
+                self.note(op, "misaligned", text, offsets)
 
-    def note_misaligned(self, op: OpRecord, offsets: list[list[float]], jumps: list[list[Fraction]]) -> None:
-        """One note per merge whose inputs have different strides or are centred on different pixels."""
-        texts = []
-        if any(len(set(per_axis)) > 1 for per_axis in jumps):
-            texts.append("strides " + " vs ".join(
-                "(" + ", ".join(str(j) for j in per_input) + ")" for per_input in zip(*jumps, strict=False)))
-        if any(abs(v) > 1e-9 for row in offsets for v in row):
-            texts.append("centres offset by " + ", ".join(
-                "(" + ", ".join(f"{v:+g}" for v in row) + ")" for row in offsets) + " px")
-        if texts:
-            self.note(op, "misaligned", f"{op.function or op.packet}: inputs " + "; ".join(texts),
-                      tuple(tuple(r) for r in offsets))
+        return merge_fields(parts, out_shape, op.function or op.packet, note, self.fields.input_size)
 
+
+def _carry_flags(inputs: Sequence[FieldInfo], results: Sequence[FieldInfo], raised: Sequence[str],
+                 ) -> list[FieldInfo]:
+    """The results with the flags of their inputs and those the rule raised (each once, in order)."""
+    flags = tuple(dict.fromkeys([*(flag for f in inputs for flag in f.flags), *raised]))
+    if not flags:
+        return list(results)
+    return [r if r.constant or r.unknown else replace(r, flags=tuple(dict.fromkeys(flags + r.flags)))
+            for r in results]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,6 +229,7 @@ class FieldRow:
 
 
 Numbers = list[int | float | None]
+Strides = list[int | str | None]  # an int, or an exact fraction "p/q" (exact_number)
 
 
 @dataclass(eq=False)
@@ -283,7 +241,7 @@ class RfRow(Row):
     output_shape: list[int]
     rf: Numbers | None
     rf_min: Numbers | None
-    stride: Numbers | None
+    stride: Strides | None
     padding: Numbers | None
     is_global: bool = field(metadata={"key": "global"})
     notes: list[str] = field(default_factory=list)
@@ -301,17 +259,29 @@ def plain_number(value: Fraction | float | None, digits: int | None = 4) -> int 
     return float(value) if digits is None else round(float(value), digits)
 
 
+def exact_number(value: Fraction | None) -> int | str | None:
+    """A stride as printed: an int where it is integral, else the exact fraction "p/q" (16/3, 504/511), never a
+    rounded decimal that would read as measured."""
+    if value is None:
+        return None
+    value = Fraction(value)
+    return int(value) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
 def field_columns(info: FieldInfo | None, digits: int | None = 4) -> dict[str, Any]:
-    """The rf columns of a row, per input axis in input pixels: rf, rf_min, stride, padding (lists of
-    `plain_number`s, None when not known or the tensor does not depend on the input) and global."""
+    """The rf columns of a row, per input axis in input pixels: rf, rf_min, padding (lists of `plain_number`s:
+    whole pixels), stride (`exact_number`s: an int or "p/q"), each None when not known or the tensor does not
+    depend on the input, and global."""
     if info is None:
         info = CONSTANT
 
     def numbers(values: Iterable[Any] | None) -> Numbers | None:
         return None if values is None else [plain_number(value, digits) for value in values]
 
+    strides = info.stride
     return {
-        "rf": numbers(info.size), "rf_min": numbers(info.size_min), "stride": numbers(info.stride),
+        "rf": numbers(info.size), "rf_min": numbers(info.size_min),
+        "stride": None if strides is None else [exact_number(j) for j in strides],
         "padding": numbers(info.padding), "global": info.is_global,
     }
 
@@ -326,13 +296,26 @@ def field_rows(fields: FieldMap, depth: int | None = None, layers: str | None = 
             continue
         if layers and not (matches(layers, call.name) or matches(layers, call.label)):
             continue
+        if not call.outputs:
+            if call.parent is None:  # the model returned no tensor (a custom object, a number): say so
+                reason = "unknown, because the model's output holds no tensor"
+                rows.append(FieldRow(call.label, call.index, 0, -1, [], FieldInfo(unknown=reason), [reason]))
+            continue
         for position, tensor in enumerate(call.outputs):
             info = fields.of(tensor)
             name = call.label if len(call.outputs) == 1 else f"{call.label}[{position}]"
-            notes = [info.unknown] if info.unknown else []
             rows.append(FieldRow(name, call.index, position, tensor, list(fields.trace.tensors[tensor].shape),
-                                 info, notes))
+                                 info, row_notes(info)))
     return rows
+
+
+def row_notes(info: FieldInfo) -> list[str]:
+    """What a row says besides its numbers: why its field is unknown, why it has none, or its flags."""
+    if info.unknown:
+        return [info.unknown]
+    if info.constant:
+        return ["no field: it does not depend on the input (it is made of parameters, shapes and constants)"]
+    return list(info.flags)
 
 
 def field_report(fields: FieldMap, model: str, depth: int | None = None, layers: str | None = None,
@@ -344,8 +327,10 @@ def field_report(fields: FieldMap, model: str, depth: int | None = None, layers:
     totals: dict[str, Any] = {}
     if root is not None and call_field(fields, root) is not None:
         totals = field_columns(call_field(fields, root))
+    outputs = [] if root is None else [r.as_dict() for r in field_rows(fields, depth=0) if r.call == root.index]
     extra = {
         "input_axes": list(fields.spatial_dims),
+        "outputs": outputs,  # one entry per output tensor of the model (totals: the first that has a field)
         "notes": [{"kind": n.kind, "op": n.op, "module": n.where, "text": n.text,
                    **({"offsets": [list(o) for o in n.offsets]} if n.offsets else {})} for n in fields.notes],
     }

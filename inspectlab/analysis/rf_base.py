@@ -11,15 +11,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspectlab.analysis.rf_fields import AxisField, FieldInfo, Reuse, gather
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, Reuse
+from inspectlab.analysis.rf_gather import gather
 from inspectlab.core.op_registry import OpRegistry
-from inspectlab.tracing.records import OpRecord
+from inspectlab.tracing.records import OpRecord, Trace
 
 
 class WalkView(Protocol):
     """What a rule reads of the walk over the trace (receptive_field.Walk): shapes, fields so far, the
-    main input of an op, and the union of several inputs' fields. Structural, so that the rule modules
-    need not import receptive_field.py (which imports them)."""
+    main input of an op, and the union of several inputs' fields; what it may tell: a flag (a note, and a
+    FieldInfo flag its outputs carry downstream). Structural, so that the rule modules need not import
+    receptive_field.py (which imports them)."""
+
+    trace: Trace
+
+    def flag(self, op: OpRecord, text: str, flag: str) -> None: ...
 
     def shape(self, tensor_id: int) -> tuple[int, ...]: ...
 
@@ -30,7 +36,7 @@ class WalkView(Protocol):
     def others_global(self, op: OpRecord, main: int) -> bool: ...
 
     def merge(self, op: OpRecord, parts: Sequence[tuple[FieldInfo, dict[int, int]]], out_shape: Sequence[int],
-              ) -> FieldInfo: ...
+              quiet: bool = False) -> FieldInfo: ...
 
 
 Rule = Callable[[WalkView, OpRecord], list[FieldInfo]]

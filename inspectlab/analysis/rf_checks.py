@@ -5,10 +5,12 @@ goes (receptive_field.Walk.step and Walk.merge). A violation is a bug in a rule:
 - **Extent.** The units of a map of n units at stride J span about J·n input pixels, and they cover the
   input: for a stack of convolutions and pools (any padding, ceil mode aside) J·n + r - 2P lies in
   [H0 + 1, H0 + J] (r: the field, P: the effective padding, H0: the input's size), and a resize keeps J·n.
-  The check is looser, by a factor FACTOR = 2, and does not need P: J·n <= 2·H0 + Jmax, Jmax the coarsest
-  stride of the walk so far (one unit of it: a 1-px input through five stride-2 convolutions is one unit at
-  stride 32, then maybe resized), and 2·J·n + r >= H0 (an unpadded stack at a small input has few units and a
-  large field). A map made from a crop of less than half the input (x[..., 40:100] of 224), or from three
+  The check is looser, by a factor FACTOR = 2: J·n - 2·max(P, 0) <= 2·H0 + Jmax, Jmax the coarsest stride
+  of the walk so far (one unit of it: a 1-px input through five stride-2 convolutions is one unit at stride
+  32, then maybe resized; the padding's virtual units: a padding of 2 on a map of 2 units at stride 8 makes 4
+  units), and 2·J·n + r >= H0 (an unpadded stack at a small input has few units and a
+  large field); a map at stride 0 (one unit resized with align_corners=True: every unit reads it) is not
+  checked. A map made from a crop of less than half the input (x[..., 40:100] of 224), or from three
   images side by side along an image axis, breaks it by design; none of 30 zoo, torchvision and timm CNNs
   does at inputs of 1 to 333 px (docs/receptive-field.md; tests/test_rf_layout.py checks 16 of them).
 - **Growth.** A unit's field is the union of the fields of the input units it reads, so the smallest field
@@ -37,8 +39,11 @@ def extent_problem(info: FieldInfo, input_size: Sequence[int], coarsest: Fractio
         if size is None:
             continue
         jump = abs(axis.jump)
+        if jump == 0:  # every unit reads the same units (a single unit upsampled with align_corners=True)
+            continue
         span = jump * axis.units
-        if span > FACTOR * h0 + max(jump, coarsest) or FACTOR * span + size < h0:
+        padding = max(axis.summary().padding or 0.0, 0.0)
+        if span - 2 * padding > FACTOR * h0 + max(jump, coarsest) or FACTOR * span + size < h0:
             return (f"stride {axis.jump} × {axis.units} units = {float(span):g} px is not within ×{FACTOR} of the "
                     f"input's {h0} px (field {size:g} px) on axis {k}")
     return None

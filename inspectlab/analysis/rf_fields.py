@@ -1,5 +1,6 @@
-"""The receptive-field data of one tensor (per input axis: per-unit tables of input intervals, the jump),
-and the numpy primitives the rules build tables with. See receptive_field.py for the method."""
+"""The receptive-field data of one tensor (per input axis: per-unit tables of input intervals, the jump) and a few
+table basics; the primitives the rules build tables with are in rf_gather.py. See receptive_field.py for the
+method."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
 
 INF = math.inf
 Pieces = tuple[tuple[int, int, int], ...]  # (dim, inner, count) per piece of an image axis, most significant first
+
+
+class Slot(NamedTuple):
+    """Where the positions of an axis lie along a dim that also holds tokens without a position (a class token,
+    distillation or register tokens: `cat` on the token dim). Along `dim` the token is q = (index // inner) %
+    size; tokens q in [start, start + length) are positions p = q - start, whose digits the axis's pieces give
+    ((p // inner) % count: the pieces' `inner` counts positions, not indices); the others ("extras") have no
+    position: their field is nothing (a constant token) or, with `extras_global`, global."""
+
+    dim: int
+    inner: int
+    size: int
+    start: int
+    length: int
+    extras_global: bool
 
 
 # --------------------------------------------------------------------------------------------------
@@ -49,27 +65,30 @@ class AxisField:
     (N·H/7·W/7, 7·7, C). It lists (dim, inner, count), most significant first: along `dim` the piece's digit
     is (index // inner) % count, and the unit is the mixed-radix number of the digits. `table` is then None
     (no single dim to index it by; `per_unit` has it), `tabled` False: a rule that does not follow pieces
-    never reads such an axis (rf_layout.layout_guard makes its output unknown instead).
+    never reads such an axis (rf_layout.layout_guard makes its output unknown instead). `slot` is set when that
+    dim also holds tokens without a position (a class token): see Slot; the pieces then count positions.
 
     The table is kept packed (rf_tables.PackedTable, a few bytes a unit) with its summary, and never changes:
     each read of `table` unpacks a new copy, and several fields (the H and W axes of a square image, a copy's
     output) may share one packed table, `packed`.
     """
 
-    __slots__ = ("_summary", "dim", "frozen", "jump", "packed", "pieces")
+    __slots__ = ("_summary", "dim", "frozen", "jump", "packed", "pieces", "slot")
 
     def __init__(self, dim: int | None, jump: Fraction, table: np.ndarray | PackedTable | None = None,
-                 frozen: AxisSummary | None = None, pieces: Pieces | None = None) -> None:
+                 frozen: AxisSummary | None = None, pieces: Pieces | None = None, slot: Slot | None = None) -> None:
         self.dim = None if pieces else dim
         self.jump = jump
         self.frozen = frozen
         self.pieces = pieces or None
+        self.slot = slot if pieces else None
         self.packed = table if isinstance(table, PackedTable) or table is None else PackedTable(table)
         self._summary = _summarize(table) if isinstance(table, np.ndarray) and table.shape[1] else None
 
     def __repr__(self) -> str:
         size = None if self.packed is None else self.packed.n
         where = f"pieces={self.pieces}" if self.pieces else f"dim={self.dim}"
+        where += f", {self.slot}" if self.slot else ""
         return f"AxisField({where}, jump={self.jump}, units={size}, frozen={self.frozen})"
 
     @property
@@ -104,11 +123,15 @@ class AxisField:
         moved._summary = self._summary
         return moved
 
-    def relaid(self, dim: int | None, pieces: Pieces | None) -> AxisField:
-        """The same units, now along `dim` or spread over `pieces`."""
-        moved = AxisField(dim, self.jump, self.packed, self.frozen, pieces)
+    def relaid(self, dim: int | None, pieces: Pieces | None, slot: Slot | None = None) -> AxisField:
+        """The same units, now along `dim` or spread over `pieces` (of positions in `slot`, if given)."""
+        moved = AxisField(dim, self.jump, self.packed, self.frozen, pieces, slot)
         moved._summary = self._summary
         return moved
+
+    def with_table(self, table: np.ndarray) -> AxisField:
+        """The same layout (dim or pieces and slot) and stride, with a new per-unit table of as many units."""
+        return AxisField(self.dim, self.jump, table, None, self.pieces, self.slot)
 
     @property
     def tabled(self) -> bool:
@@ -140,6 +163,9 @@ class FieldInfo:
     is_global: bool = False
     zero: bool = False  # a constant known to be all zeros (new_zeros, zeros_like): x * 0 has no field
     unknown: str | None = None  # why the field is not known: an op with no rule upstream, or "inconsistent: ..."
+    # what the numbers alone do not say, carried to everything downstream: a data-dependent op counted as global
+    # (grid_sample), a roll that wraps around the border
+    flags: tuple[str, ...] = ()
 
     @property
     def constant(self) -> bool:
@@ -193,17 +219,24 @@ class FieldInfo:
     def positions(self, index: Sequence[int], shape: Sequence[int]) -> dict[int, np.ndarray]:
         """Where the unit at `index` (one unit per axis, as in `unit`) lies in a tensor of `shape`: per dim that
         holds an axis, the indices along it (every index along the other dims). An axis spread over several dims
-        fixes the digits of its pieces and leaves the rest free (the batch in N·H·W rows)."""
+        fixes the digits of its pieces and leaves the rest free (the batch in N·H·W rows); along a Slot's dim the
+        tokens without a position are left out."""
         keep: dict[int, np.ndarray] = {}
         for axis, position in zip(self.axes, index, strict=True):
             if axis.packed is None or not (axis.pieces or axis.dim is not None):
                 continue
             position = range(axis.units)[position]
             weight = axis.units
+            slot = axis.slot
             for dim, inner, count in axis.pieces or ((axis.dim, 1, axis.units),):  # type: ignore[union-attr]
                 weight //= count
                 along = keep.get(dim, np.arange(shape[dim]))
-                keep[dim] = along[(along // inner) % count == (position // weight) % count]
+                local = along
+                if slot is not None:
+                    local = (along // slot.inner) % slot.size - slot.start
+                    inside = (local >= 0) & (local < slot.length)
+                    along, local = along[inside], local[inside]
+                keep[dim] = along[(local // inner) % count == (position // weight) % count]
         return keep
 
 
@@ -277,122 +310,7 @@ class Reuse:
         return done.moved(axis.dim)
 
 
-EMPTY = np.array([INF, -INF, INF, -INF, INF, -INF])
-
-
-def gather(axis: AxisField, taps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Union of the fields of input units `taps` (n_out, k), masked. Units outside the tensor are the
-    virtual units a padding adds: extrapolated with the axis's stride in the unclipped rows, nothing in
-    the actual rows. One tap column at a time: O(n_out) memory per column, whatever k."""
-    table = axis.table
-    assert table is not None
-    n = table.shape[1]
-    if n == 0:
-        raise NoRule("an image axis of size 0")
-    taps = np.asarray(taps, dtype=np.int64)
-    if taps.ndim == 1:
-        taps = taps[:, None]
-    columns = np.ascontiguousarray(taps.T)  # (k, n_out)
-    inside = np.clip(columns, 0, n - 1)
-    shift = columns - inside
-    padded = bool(shift.any())
-    skipped = None if mask is None else ~np.ascontiguousarray(np.asarray(mask, dtype=bool).T)
-    jump = float(axis.jump)
-    result = np.repeat(EMPTY[:, None], columns.shape[1], axis=1)  # (no tap: nothing is read)
-    for t in range(columns.shape[0]):
-        values = np.take(table, inside[t], axis=1)  # (6, n_out)
-        if padded:
-            with np.errstate(invalid="ignore"):
-                values[:4] += shift[t] * jump
-            values[4:, shift[t] != 0] = EMPTY[4:, None]
-        if skipped is not None:
-            values[:, skipped[t]] = EMPTY[:, None]
-        if t == 0:
-            result = values
-        else:
-            np.minimum(result[0::2], values[0::2], out=result[0::2])
-            np.maximum(result[1::2], values[1::2], out=result[1::2])
-    return result
-
-
-def gather_window(axis: AxisField, n_out: int, kernel: int, stride: int, padding: int, dilation: int,
-                  ) -> np.ndarray:
-    """gather(axis, taps) for the taps u·stride - padding + t·dilation (t < kernel) of a convolution or
-    pooling window: the same numbers, the units whose tap is inside the axis read through strided views,
-    the others (the borders) as gather does."""
-    table = axis.table
-    assert table is not None
-    n = table.shape[1]
-    if n == 0:
-        raise NoRule("an image axis of size 0")
-    result = np.empty((6, n_out))
-    result[:] = EMPTY[:, None]
-    units = np.arange(n_out)
-    jump = float(axis.jump)
-    for t in range(kernel):
-        start = t * dilation - padding  # the tap of unit 0
-        first = max(0, -(start // stride))  # the first unit whose tap is >= 0
-        last = min(n_out - 1, (n - 1 - start) // stride)  # the last whose tap is <= n - 1
-        if first <= last:
-            view = table[:, start + first * stride:start + last * stride + 1:stride]
-            part = result[:, first:last + 1]
-            np.minimum(part[0::2], view[0::2], out=part[0::2])
-            np.maximum(part[1::2], view[1::2], out=part[1::2])
-        border = units[(units < first) | (units > last)]
-        if border.size:
-            taps = start + border * stride
-            inside = np.clip(taps, 0, n - 1)
-            values = table[:, inside]
-            with np.errstate(invalid="ignore"):
-                values[:4] += (taps - inside) * jump
-            values[4:] = EMPTY[4:, None]  # a virtual unit: nothing is read
-            result[0::2, border] = np.minimum(result[0::2][:, border], values[0::2])
-            result[1::2, border] = np.maximum(result[1::2][:, border], values[1::2])
-    return result
-
-
-def union(tables: Sequence[np.ndarray]) -> np.ndarray:
-    """Per unit: the union of the fields (all paths, unclipped and actual) and the narrowest of the
-    shortest-path fields (the first of the narrowest on a tie)."""
-    if len(tables) == 1:
-        return tables[0]
-    result = tables[0].copy()
-    narrowest = _shortest_width(result)
-    for table in tables[1:]:
-        for low, high in ((0, 1), (4, 5)):
-            np.minimum(result[low], table[low], out=result[low])
-            np.maximum(result[high], table[high], out=result[high])
-        width = _shortest_width(table)
-        better = width < narrowest
-        result[2:4] = np.where(better, table[2:4], result[2:4])
-        narrowest = np.where(better, width, narrowest)
-    return result
-
-
-def _shortest_width(table: np.ndarray) -> np.ndarray:
-    width = table[3] - table[2]
-    return np.where(np.isfinite(width), width, INF)
-
-
-def broadcast(table: np.ndarray, n: int) -> np.ndarray:
-    if table.shape[1] == n:
-        return table
-    if table.shape[1] == 1:
-        return np.repeat(table, n, axis=1)
-    raise NoRule(f"cannot broadcast {table.shape[1]} units to {n}")
-
-
-def centres(table: np.ndarray) -> np.ndarray:
-    return (table[0] + table[1]) / 2
-
-
-
-def centre_offset(reference: np.ndarray, table: np.ndarray) -> float:
-    """Median shift of the field centres of `table` from those of `reference` (borders, where torch clamps
-    interpolation taps, do not weigh in)."""
-    a, b = centres(reference), centres(table)
-    both = np.isfinite(a) & np.isfinite(b)
-    return float(np.median(b[both] - a[both])) if both.any() else 0.0
+EMPTY = np.array([INF, -INF, INF, -INF, INF, -INF])  # a unit that depends on nothing
 
 
 def aligned_dims(in_rank: int, out_rank: int) -> dict[int, int]:

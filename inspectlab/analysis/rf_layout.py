@@ -18,7 +18,8 @@ from fractions import Fraction
 import numpy as np
 
 from inspectlab.analysis.rf_base import LAYOUT_AWARE, RULES, Rule, WalkView, follows_layout, index_map, ints
-from inspectlab.analysis.rf_fields import EMPTY, AxisField, FieldInfo, NoRule, Pieces, aligned_dims
+from inspectlab.analysis.rf_fields import EMPTY, AxisField, FieldInfo, NoRule, Pieces, Slot, aligned_dims
+from inspectlab.analysis.rf_gather import block_union
 from inspectlab.tracing.records import OpRecord
 
 # --------------------------------------------------------------------------------------------------
@@ -33,9 +34,12 @@ def pieces_of(axis: AxisField) -> Pieces:
     return ((axis.dim, 1, axis.units),) if axis.units > 1 else ()
 
 
-def laid_out(axis: AxisField, pieces: Pieces, shape: Sequence[int]) -> AxisField:
-    """`axis` over `pieces` of a tensor of `shape`: adjacent pieces of one dim joined, plain (along one dim,
-    `pieces` None) where one piece is a whole dim."""
+def laid_out(axis: AxisField, pieces: Pieces, shape: Sequence[int], slot: Slot | None = None) -> AxisField:
+    """`axis` over `pieces` of a tensor of `shape` (positions of `slot`, if given: rf_fields.Slot): adjacent pieces
+    of one dim joined, plain (along one dim, `pieces` None) where one piece is a whole dim. A slot with no other
+    token is no slot: its pieces are then pieces of its dim."""
+    if slot is not None and slot.start == 0 and slot.length == slot.size:
+        pieces, slot = tuple((slot.dim, slot.inner * inner, count) for _, inner, count in pieces), None
     joined: list[tuple[int, int, int]] = []
     for dim, inner, count in pieces:
         if count == 1:
@@ -44,11 +48,41 @@ def laid_out(axis: AxisField, pieces: Pieces, shape: Sequence[int]) -> AxisField
             joined[-1] = (dim, inner, joined[-1][2] * count)
         else:
             joined.append((dim, inner, count))
-    if len(joined) == 1 and joined[0][1] == 1 and shape[joined[0][0]] == joined[0][2]:
+    if slot is None and len(joined) == 1 and joined[0][1] == 1 and shape[joined[0][0]] == joined[0][2]:
         return axis.relaid(joined[0][0], None)
     if not joined:
         raise NoRule("an image axis lost its units")
-    return axis.relaid(None, tuple(joined))
+    return axis.relaid(None, tuple(joined), slot)
+
+
+def reshaped(axis: AxisField, in_shape: Sequence[int], out_shape: Sequence[int]) -> AxisField:
+    """An axis with a per-unit table after a view from `in_shape` to `out_shape`. The tokens of a Slot move as
+    one piece (a view that splits them is not followed); its positions' pieces go with them."""
+    if axis.slot is None:
+        return laid_out(axis, reshape_pieces(pieces_of(axis), in_shape, out_shape), out_shape)
+    slot = axis.slot
+    moved = reshape_pieces(((slot.dim, slot.inner, slot.size),), in_shape, out_shape)
+    if len(moved) != 1:
+        raise NoRule(f"the view from {list(in_shape)} to {list(out_shape)} splits tokens with and without a position")
+    dim, inner, _ = moved[0]
+    return laid_out(axis, tuple((dim, i, c) for _, i, c in axis.pieces or ()), out_shape,
+                    slot._replace(dim=dim, inner=inner))
+
+
+def coarsened(axis: AxisField, dims: set[int]) -> AxisField:
+    """An axis spread over several dims, once the digits of its pieces on `dims` are summed over (a Linear over
+    the channels of timm's PatchMerging, which hold each 2×2 cell's positions): each unit of the remaining digits
+    reads the units of its cell, a unit `block` units wide, so the stride grows by `block`. Only where those
+    digits are the least significant (the positions inside a cell), else NoRule."""
+    pieces = axis.pieces or ()
+    mixed = [d in dims for d, _, _ in pieces]
+    if axis.slot is not None or not any(mixed) or mixed != sorted(mixed):
+        raise NoRule("it sums over part of an image axis spread over several dims, not over a cell of it")
+    counts = [c for _, _, c in pieces]
+    block = math.prod(c for c, m in zip(counts, mixed, strict=True) if m)
+    table = block_union(axis.per_unit, counts, mixed)[:, ::block]  # type: ignore[arg-type]
+    kept = tuple(p for p, m in zip(pieces, mixed, strict=True) if not m)
+    return AxisField(None, axis.jump * block, table, None, kept)
 
 
 def remapped(axis: AxisField, new_dim: Callable[[int], int | None]) -> AxisField:
@@ -60,7 +94,8 @@ def remapped(axis: AxisField, new_dim: Callable[[int], int | None]) -> AxisField
             if new is None:
                 raise NoRule("an image axis spread over several dims would lose a piece")
             pieces.append((new, inner, count))
-        return axis.relaid(None, tuple(pieces))
+        slot = axis.slot._replace(dim=pieces[0][0]) if axis.slot else None
+        return axis.relaid(None, tuple(pieces), slot)
     return axis if axis.dim is None else axis.moved(new_dim(axis.dim))
 
 
@@ -92,12 +127,30 @@ def acting_dims(op: OpRecord, rank: int) -> set[int]:
     return {d % rank for d in ints(value, 1, 0)} if rank else set()
 
 
+def held(axis: AxisField) -> set[int]:
+    """The dims an axis's positions lie along (its pieces', or its dim where it has a per-unit table of more than
+    one unit: a folded axis or a single unit carried by a dim has no positions to mix)."""
+    if axis.pieces:
+        return {d for d, _, _ in axis.pieces}
+    return {axis.dim} if axis.tabled and axis.dim is not None and axis.units > 1 else set()
+
+
 def layout_guard(walk: WalkView, op: OpRecord, rule: Rule) -> None:
     """Raise NoRule where an input has an image axis spread over several dims and the rule cannot follow it."""
-    kind = LAYOUT_AWARE.get(rule)
+    _guard(walk, op, LAYOUT_AWARE.get(rule))
+
+
+def dims_guard(walk: WalkView, op: OpRecord) -> None:
+    """layout_guard for a rule that follows pieces on the dims it does not work along (kind "dims")."""
+    _guard(walk, op, "dims")
+
+
+def _guard(walk: WalkView, op: OpRecord, kind: str | None) -> None:
+    if kind == "any":
+        return
     for tensor in op.inputs:
         spread = {d for a in walk.field(tensor).axes if a.pieces for d, _, _ in a.pieces}
-        if not spread or kind == "any":
+        if not spread:
             continue
         if kind is None:
             raise NoRule("its input has image axes spread over several dims (tokens, windows, rows of a linear "
@@ -107,9 +160,7 @@ def layout_guard(walk: WalkView, op: OpRecord, rule: Rule) -> None:
                          "windows)")
 
 
-@RULES.register("aten.select")
-@follows_layout("dims")
-def _select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+def plain_select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """select(dim, index): a spatial axis selected at one unit keeps that unit's field as a summary."""
     main = walk.main(op)
     rank = len(walk.shape(main))
@@ -132,10 +183,7 @@ def _select(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     return [FieldInfo(tuple(axes), info.is_global)] * len(op.outputs)
 
 
-@RULES.register("aten.split", "aten.split_with_sizes", "aten.unbind", "aten.chunk", "aten.unsafe_split",
-                "aten.unsafe_split_with_sizes", "aten.unsafe_chunk")
-@follows_layout("dims")
-def _split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+def plain_split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """split / split_with_sizes / unbind / chunk: each output is a slice (or a select) of the input."""
     main = walk.main(op)
     rank = len(walk.shape(main))
@@ -145,7 +193,7 @@ def _split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
         out_shape = walk.shape(out)
         if len(out_shape) < rank:  # unbind: selects
             fake = replace(op, args={"dim": target, "index": position}, outputs=[out])
-            results.extend(_select(walk, fake))
+            results.extend(plain_select(walk, fake))
             continue
         start = offset
 
@@ -157,9 +205,7 @@ def _split(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     return results
 
 
-@RULES.register("aten.cat", "aten.concat")
-@follows_layout("dims")
-def _cat(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+def plain_cat(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """cat along channels: union of the inputs' fields (a merge); along an image axis: tables end to end."""
     parts = op.tensor_args.get("tensors")
     if not isinstance(parts, list):
@@ -169,12 +215,12 @@ def _cat(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     target = op.args.get("dim", 0) % rank
     parts = [t for t in parts if walk.shape(t) != (0,)]  # legacy empty tensors are skipped by torch
     live = [walk.field(t) for t in parts if not walk.field(t).constant]
-    spatial = any(a.dim == target for f in live for a in f.axes)
+    spatial = any(a.tabled and a.dim == target for f in live for a in f.axes)
     if not spatial:
         return [walk.merge(op, [(walk.field(t), {d: d for d in range(rank)}) for t in parts], out_shape)]
     axes = []
     for k, reference in enumerate(live[0].axes):
-        if reference.dim != target:
+        if reference.dim != target or not reference.tabled:
             merged = walk.merge(op, [(replace(f, axes=(f.axes[k],)), {d: d for d in range(rank)}) for f in live],
                                 out_shape)
             axes.append(merged.axes[0])
@@ -223,14 +269,17 @@ def _reshape(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     def inner(shape: Sequence[int], dim: int) -> int:
         return math.prod(shape[dim + 1:])
 
+    taken: set[int] = set()  # dims given to a single unit: two axes never share one (size-1 dims are ambiguous)
+
     def moved(axis: AxisField) -> AxisField:
         if axis.pieces or (axis.tabled and axis.dim is not None and 1 < axis.units == in_shape[axis.dim]):
-            return laid_out(axis, reshape_pieces(pieces_of(axis), in_shape, out_shape), out_shape)
+            return reshaped(axis, in_shape, out_shape)
         if axis.dim is None:
             return axis
         n, after = in_shape[axis.dim], inner(in_shape, axis.dim)
         for e in range(len(out_shape)):
-            if out_shape[e] == n and inner(out_shape, e) == after and (axis.tabled or n > 1):
+            if out_shape[e] == n and inner(out_shape, e) == after and (axis.tabled or n > 1) and e not in taken:
+                taken.add(e)
                 return axis.moved(e)
         holder = next((e for e in range(len(out_shape)) if inner(out_shape, e) <= after), None)
         if holder is not None and out_shape[holder] == 1:

@@ -1,12 +1,14 @@
 """Receptive-field rules of ops that combine values: factories (no field), elementwise ops, copies and
-per-channel ops, channel mixing, reductions, matrix products and fused attention."""
+per-channel ops, channel mixing and reductions (softmax within windows included). Matrix products and attention
+are in rf_attention.py."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from inspectlab.analysis.rf_base import RULES, WalkView, follows_layout, ints
-from inspectlab.analysis.rf_fields import CONSTANT, AxisField, FieldInfo, NoRule, aligned_dims
+from inspectlab.analysis.rf_fields import CONSTANT, FieldInfo, NoRule, aligned_dims
+from inspectlab.analysis.rf_gather import block_union
 from inspectlab.analysis.rf_layout import remapped
 from inspectlab.tracing.records import OpRecord
 
@@ -17,7 +19,7 @@ _FACTORIES = {
     "aten.rand_like", "aten.randn_like", "aten.randint_like", "aten.scalar_tensor", "aten.arange",
     "aten.fill_", "aten.fill", "aten.normal_", "aten.uniform_", "aten.bernoulli_", "aten.bernoulli",
     "aten.random_", "aten.exponential_", "aten.lift_fresh", "aten.sym_size", "aten.sym_numel",
-    "aten.sym_stride", "aten.size", "aten.stride", "aten._local_scalar_dense", "aten.argmax", "aten.argmin",
+    "aten.sym_stride", "aten.size", "aten.stride", "aten._local_scalar_dense",
 } | ZERO_FACTORIES
 _NORMS = {
     "aten.native_batch_norm", "aten._native_batch_norm_legit", "aten._native_batch_norm_legit_no_training",
@@ -25,8 +27,8 @@ _NORMS = {
     "aten.native_layer_norm", "aten.native_group_norm", "aten.batch_norm", "aten.layer_norm", "aten.group_norm",
     "aten.instance_norm",
 }
-_SAME_SHAPE_REDUCTIONS = {"aten._softmax", "aten._log_softmax", "aten.softmax", "aten.log_softmax",
-                          "aten.cumsum", "aten.cumprod", "aten.logcumsumexp", "aten.cummax", "aten.cummin",
+_SOFTMAX = {"aten._softmax", "aten._log_softmax", "aten.softmax", "aten.log_softmax", "aten._safe_softmax"}
+_SAME_SHAPE_REDUCTIONS = {*_SOFTMAX, "aten.cumsum", "aten.cumprod", "aten.logcumsumexp", "aten.cummax", "aten.cummin",
                           "aten.topk", "aten.sort"}
 
 
@@ -125,8 +127,8 @@ def _reduced_dims(op: OpRecord, rank: int) -> set[int]:
 def _reduce(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """sum / mean / amax / var / ... over dims: an image axis reduced away makes the field global, keeping
     the local field as a summary; reductions over channels pass the field. An axis spread over several dims
-    is reduced away when all of its dims are (softmax over tokens); over some of them only (within windows),
-    the walk does not follow it."""
+    is reduced away when all of its dims are (softmax over tokens); a softmax over some of them (within windows)
+    gives each unit the union of its window's units; other reductions over part of them are not followed."""
     if op.name.endswith(".other"):  # max(a, b) / min(a, b): elementwise
         return pointwise(walk, op)
     main = walk.main(op)
@@ -141,13 +143,17 @@ def _reduce(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
             if held <= reduced:
                 is_global = True
                 axes.append(axis.folded(None))
+            elif held & reduced and op.packet in _SOFTMAX and not axis.slot:  # within windows: each unit reads
+                mixed = [d in reduced for d, _, _ in axis.pieces]  # the units of its window
+                axes.append(axis.with_table(block_union(axis.per_unit, [c for _, _, c in axis.pieces], mixed)))
             elif held & reduced:
                 raise NoRule("it reduces part of an image axis spread over several dims (within windows)")
             else:
                 axes.append(axis if keep else remapped(axis, lambda d: d - sum(1 for r in reduced if r < d)))
         elif axis.dim is not None and axis.dim in reduced:
-            is_global = True
-            axes.append(axis.folded(axis.dim if keep else None))
+            is_global = is_global or (axis.tabled and axis.units > 1)  # a single unit or a summary: nothing mixed
+            axes.append(axis.folded(axis.dim if keep else None) if axis.packed is not None else axis.moved(
+                axis.dim if keep else None))
         elif axis.dim is not None and not keep:
             axes.append(axis.moved(axis.dim - sum(1 for d in reduced if d < axis.dim)))
         else:
@@ -155,83 +161,9 @@ def _reduce(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     return [FieldInfo(tuple(axes), is_global)] * len(op.outputs)
 
 
-def _held(axis: AxisField) -> set[int]:
-    """The dims an axis lies along (its pieces', or its dim)."""
-    if axis.pieces:
-        return {d for d, _, _ in axis.pieces}
-    return set() if axis.dim is None else {axis.dim}
-
-
-@RULES.register("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")
+@RULES.register("aten.argmax", "aten.argmin")
 @follows_layout("any")
-def _matmul(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
-    """mm / addmm / bmm / baddbmm: rows come from the first matrix, columns from the second; an image
-    axis on the contracted dim (flatten + linear, attention over positions) makes the field global. A
-    contraction over channels (a Linear over an NHWC tensor or tokens: view -> addmm -> view) is pointwise in
-    space: the rows keep their positions, and so does a batch of positions (N·H·W small products). An axis
-    with pieces both on the contracted dim and elsewhere (attention within windows) is not followed."""
-    names = {"aten.mm": ("self", "mat2"), "aten.addmm": ("mat1", "mat2"), "aten.bmm": ("self", "mat2"),
-             "aten.baddbmm": ("batch1", "batch2")}[op.packet]
-    first, second = (op.tensor_args.get(n) for n in names)
-    if not isinstance(first, int) or not isinstance(second, int):
-        raise NoRule("missing matrix")
-    out_shape = walk.shape(op.outputs[0])
-    batched = len(out_shape) == 3
-    b = 1 if batched else 0
-    parts: list[tuple[FieldInfo, dict[int, int]]] = []
-    contracted_global = False
-    keeps: list[int] = []  # per part: its row (first) or column (second) dim
-    for tensor, (keep_dim, contracted) in ((first, (b, b + 1)), (second, (b + 1, b))):
-        info = walk.field(tensor)
-        if info.constant:
-            continue
-        keeps.append(keep_dim)
-        axes, here = [], False
-        for axis in info.axes:
-            if axis.pieces and contracted in _held(axis) and _held(axis) != {contracted}:
-                raise NoRule("it contracts part of an image axis spread over several dims (attention within "
-                             "windows)")
-            if axis.dim == contracted or (axis.pieces and contracted in _held(axis)):
-                contracted_global = here = True
-                axes.append(axis.folded(None))
-            else:
-                axes.append(axis)
-        dim_map = {keep_dim: keep_dim, **({0: 0} if batched else {})}
-        parts.append((FieldInfo(tuple(axes), info.is_global or here), dim_map))
-    bias = op.tensor_args.get("self") if op.packet in ("aten.addmm", "aten.baddbmm") else None
-    if isinstance(bias, int) and not walk.field(bias).constant:
-        parts.append((walk.field(bias), aligned_dims(len(walk.shape(bias)), len(out_shape))))
-    carried = [(f, m) for f, m in parts if any(_held(a) & set(m) for a in f.axes)]
-    on_rows = any(any(keep in _held(a) for a in f.axes) for (f, _), keep in zip(parts, keeps, strict=False))
-    if len(carried) > 1 and on_rows and any(a.tabled or a.pieces for f, _ in carried for a in f.axes):
-        # positions on both sides (attention scores): every entry mixes two positions; call it global
-        if batched and any(a.pieces and 0 in _held(a) for f, _ in carried for a in f.axes):
-            raise NoRule("positions on both sides within windows (attention within windows)")
-        parts = [(FieldInfo(tuple(a.folded(None) if a.tabled or a.pieces else a.moved(None) for a in f.axes),
-                            True), m) for f, m in parts]
-    merged = walk.merge(op, parts, out_shape)
-    if contracted_global:
-        merged = replace(merged, is_global=True)
-    return [merged] * len(op.outputs)
-
-
-@RULES.register(
-    "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_efficient_attention",
-    "aten._scaled_dot_product_cudnn_attention", "aten._scaled_dot_product_flash_attention_for_cpu",
-    "aten.scaled_dot_product_attention", "aten._scaled_dot_product_attention_math", "aten._fused_sdp_choice",
-)
-@follows_layout("any")
-def _attention(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
-    """Fused scaled-dot-product attention: every query position reads every key position (of its window,
-    where positions also lie along a batch dim: not followed)."""
-    query = op.tensor_args.get("query")
-    query = query if isinstance(query, int) else op.inputs[0]
-    info = walk.field(query)
-    rank = len(walk.shape(query))
-    if any(a.pieces and min(_held(a)) < rank - 2 for a in info.axes):
-        raise NoRule("positions also lie along a batch dim (attention within windows)")
-    axes = tuple(a.folded(a.dim) if a.tabled or a.pieces else a for a in info.axes)
-    if not axes:
-        axes = next((walk.field(t).axes for t in op.inputs if not walk.field(t).constant), ())
-        axes = tuple(a.folded(None) for a in axes)
-    return [FieldInfo(axes, True)] + [FieldInfo(axes, True)] * (len(op.outputs) - 1)
+def _indices(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+    """The index of a maximum: it depends on the input's values, but not as a field the walk (or autograd: an
+    index has no gradient) can give."""
+    raise NoRule("its result is an index chosen by the input's values, not a function of pixels with a gradient")

@@ -2,13 +2,16 @@
 index map of the op: convolution taps, pooling windows, interpolation taps...). See receptive_field.py.
 
 The registry `RULES` and the shared helpers are in rf_base.py; the rules register into it beside their
-definitions in rf_windows.py, rf_layout.py and rf_mixing.py, all imported here, so `rule_for` sees them all."""
+definitions in rf_windows.py (windows and index maps), rf_sampling.py (roll, unfold, grid_sample, as_strided),
+rf_layout.py (shape and order), rf_tokens.py (index ops along token dims), rf_mixing.py (elementwise, copies,
+reductions) and rf_attention.py (products, softmax and attention, also within windows), all imported here, so
+`rule_for` sees them all."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from inspectlab.analysis import rf_windows  # noqa: F401  (its rules register into RULES)
+from inspectlab.analysis import rf_attention, rf_sampling, rf_tokens, rf_windows  # noqa: F401  (register into RULES)
 from inspectlab.analysis.rf_base import RULES, Rule
 from inspectlab.analysis.rf_layout import layout_guard
 from inspectlab.analysis.rf_mixing import ZERO_FACTORIES, constant, pointwise, times_zero

@@ -9,7 +9,8 @@ from fractions import Fraction
 import numpy as np
 
 from inspectlab.analysis.rf_base import RULES, WalkView, follows_layout, index_map, ints
-from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, Reuse, gather, gather_window
+from inspectlab.analysis.rf_fields import AxisField, FieldInfo, NoRule, Reuse
+from inspectlab.analysis.rf_gather import gather, gather_window
 from inspectlab.analysis.rf_interpolate import interpolation_mode, interpolation_taps
 from inspectlab.tracing.records import OpRecord
 
@@ -155,13 +156,23 @@ def _pad_pairs(pads: Sequence[int], rank: int) -> dict[int, int]:
     return {rank - 1 - i: int(pads[2 * i]) for i in range(len(pads) // 2)}
 
 
-@RULES.register(*(f"aten.{kind}_pad{n}d" for kind in ("reflection", "replication") for n in (1, 2, 3)),
-                "aten.constant_pad_nd")
-def _pad(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+def pad_pairs(op: OpRecord, rank: int) -> tuple[dict[int, int], set[int]]:
+    """The padding before each padded dim, and the dims padded at either end (F.pad's pairs, last dim first)."""
+    pads = op.args.get("pad") or op.args.get("padding") or []
+    padded = {rank - 1 - i for i in range(len(pads) // 2) if pads[2 * i] or pads[2 * i + 1]}
+    return _pad_pairs(pads, rank), padded
+
+
+@RULES.register(*(f"aten.{kind}_pad{n}d" for kind in ("reflection", "replication") for n in (1, 2, 3)))
+@follows_layout("any")
+def plain_pad(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     """Constant padding adds virtual units (unclipped coordinates, like a conv's padding); reflection and
-    replication read real units."""
+    replication read real units. Padding only dims that hold no image position (a channel, as EfficientViT pads
+    its values with a 1) keeps tokens and windows as they are."""
     main = walk.main(op)
-    before = _pad_pairs(op.args.get("pad") or op.args.get("padding") or [], len(walk.shape(main)))
+    before, padded = pad_pairs(op, len(walk.shape(main)))
+    if any(a.pieces and {d for d, _, _ in a.pieces} & padded for a in walk.field(main).axes):
+        raise NoRule("it pads a dim that holds image positions spread over several dims (tokens, windows)")
     mode = "reflect" if "reflection" in op.packet else "replicate" if "replication" in op.packet else "constant"
 
     def per_dim(dim: int, n_in: int, n_out: int) -> tuple[np.ndarray, Fraction] | None:
@@ -179,9 +190,7 @@ def _pad(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     return [index_map(walk, op, per_dim)] * len(op.outputs)
 
 
-@RULES.register("aten.slice", "aten.narrow")
-@follows_layout("dims")
-def _slice(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
+def plain_slice(walk: WalkView, op: OpRecord) -> list[FieldInfo]:
     main = walk.main(op)
     rank = len(walk.shape(main))
     target = op.args.get("dim", 0) % rank

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ from inspectlab.cli.common import (
     parse_args,
 )
 from inspectlab.core.shapes import parse_input, shape_text, simplest
-from inspectlab.render.formats import Column
+from inspectlab.render.texts import field_result_lines, rf_columns
 
 
 @command("rf")
@@ -38,8 +38,9 @@ def rf_command(
     fmt: Annotated[TextFormat, typer.Option("--format", "-f", help="Output format.")] = TextFormat.table,
     args: ArgsOption = None,
     empirical: Annotated[bool, typer.Option(
-        "--empirical", help="Check every row against autograd on a linear, positive copy of the model "
-        "(exit code 1 if any differs).")] = False,
+        "--empirical", help="Check every row's field, stride and global flag against autograd support on a "
+        "linear, positive copy of the model; rows it cannot check are listed with the reason (exit code 1 if "
+        "any differs).")] = False,
     units: Annotated[str, typer.Option(
         "--units", help="Units --empirical measures per row: centre, first, last (comma-separated).")] = "centre",
     erf: Annotated[str | None, typer.Option(
@@ -52,7 +53,8 @@ def rf_command(
     non_strict: NonStrictOption = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs and initialisation.")] = 0,
     device: Annotated[str, typer.Option("--device", help="Device of --empirical and --erf runs.")] = "cpu",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --erf file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --erf file, and run --empirical / "
+                                        "--erf even where the memory estimate says they won't fit.")] = False,
 ) -> None:
     """Receptive field of every module output, from the whole dataflow graph: size through all paths and
     through the shortest one, stride, padding, and whether some path sees the whole input."""
@@ -65,60 +67,16 @@ def rf_command(
                     strict=not non_strict)
     report = result.report
     document = report.to_dict()
-    lines = _summary_lines(report)
+    lines = field_result_lines(result)
     if result.check is not None:
-        check = result.check
-        lines.append(f"Empirical check (autograd on a linear positive copy): {check.measured - check.differ}/"
-                     f"{check.measured} measured fields equal the analytic ones"
-                     + (f"; {check.unmeasurable} rows not measurable (no module call returns their tensor)"
-                        if check.unmeasurable else ""))
+        document["empirical"] = asdict(result.check)
     if result.effective is not None:
-        found = result.effective
-        document["erf"] = asdict(found)
-        lines.append(f"Effective field of {found.layer} unit ({found.unit[0]}, {found.unit[1]}): 50% of the mass "
-                     f"within {found.radius50:.1f} px, 90% within {found.radius90:.1f} px of its centre; analytic "
-                     f"field {_pair(found.analytic_rf)} · wrote {found.path}")
-    emit(fmt.value, report.layers, _columns(empirical), title=f"{model} · receptive fields · input "
+        document["erf"] = asdict(result.effective)
+    emit(fmt.value, report.layers, rf_columns(empirical), title=f"{model} · receptive fields · input "
          f"{shape_text(result.input_shape)}", document=document, footer="\n".join(lines))
     if fmt.value != "table":
         for line in lines:
             typer.echo(line, err=True)
     if result.check is not None and result.check.differ:
-        typer.echo(f"error: {result.check.differ} measured field(s) differ from the analytic ones", err=True)
+        typer.echo(f"error: {result.check.differ} row(s) differ from their autograd support", err=True)
         raise typer.Exit(1)
-
-
-def _pair(value: Any) -> str:
-    """[427, 427] -> "427×427"; unknown -> "?"."""
-    return "?" if value is None else shape_text(value)
-
-
-def _columns(empirical: bool) -> list[Any]:
-
-    columns = [
-        Column("name", "layer"), Column("output_shape", "output shape", shape_text),
-        Column("rf", "rf", _pair, numeric=True), Column("rf_min", "rf (shortest path)", _pair, numeric=True),
-        Column("stride", "stride", _pair, numeric=True), Column("padding", "padding", _pair, numeric=True),
-        Column("global", "global", lambda g: "yes" if g else "", numeric=False),
-    ]
-    if empirical:
-        columns += [Column("measured", "measured", str, numeric=True), Column("check", "check")]
-    return columns
-
-
-def _summary_lines(report: Any) -> list[str]:
-    lines = []
-    totals = report.totals
-    if totals:
-        lines.append(f"Model output: rf {_pair(totals['rf'])} (shortest path {_pair(totals['rf_min'])}), stride "
-                     f"{_pair(totals['stride'])}, padding {_pair(totals['padding'])}"
-                     + (", global (some path sees the whole input)" if totals["global"] else ""))
-    notes = report.extra.get("notes", [])
-    misaligned = [n for n in notes if n["kind"] == "misaligned"]
-    if misaligned:
-        lines.append(f"Misaligned merges: {len(misaligned)}, e.g. " + "; ".join(
-            f"{n['module']}: {n['text']}" for n in misaligned[:3]))
-    lines.extend(f"No rule: {n['text']}" for n in notes if n["kind"] == "no-rule")
-    lines.extend(f"Inconsistent (a bug; the field is shown as unknown): {n['text']}" for n in notes
-                 if n["kind"] == "inconsistent")
-    return lines

@@ -119,7 +119,7 @@ def rf_columns(empirical: bool) -> list[Column]:
         Column("global", "global", lambda g: "yes" if g else "", priority=60),
     ]
     if empirical:
-        columns += [Column("measured", "measured", str, numeric=True, priority=KEEP),
+        columns += [Column("measured", "measured rf / stride", str, numeric=True, priority=KEEP),
                     Column("check", "check", priority=KEEP)]
     return columns
 
@@ -128,11 +128,16 @@ def rf_lines(report: Any) -> list[str]:
     """The lines under the receptive-field table: the model output's field, misaligned merges, missing rules."""
     lines = []
     totals = report.totals
-    if totals:
-        lines.append(f"Model output: rf {pair(totals['rf'])} (shortest path {pair(totals['rf_min'])}), stride "
-                     f"{pair(totals['stride'])}, padding {pair(totals['padding'])}"
-                     + (", global (some path sees the whole input)" if totals["global"] else ""))
+    outputs = report.extra.get("outputs", [])
+    if len(outputs) > 1 or (outputs and outputs[0].get("rf") is None):  # each output tensor, or why it has none
+        lines += [f"Model output {out['name']}: " + (_field_text(out) if out.get("rf") is not None else
+                                                      "; ".join(out.get("notes") or ["no field"])) for out in outputs]
+    elif totals:
+        lines.append("Model output: " + _field_text(totals))
     notes = report.extra.get("notes", [])
+    flags = [n for n in notes if n["kind"] == "flag"]
+    if flags:
+        lines.append(f"Flags: {len(flags)}, e.g. " + "; ".join(f"{n['module']}: {n['text']}" for n in flags[:2]))
     misaligned = [n for n in notes if n["kind"] == "misaligned"]
     if misaligned:
         lines.append(f"Misaligned merges: {len(misaligned)}, e.g. " + "; ".join(
@@ -143,15 +148,18 @@ def rf_lines(report: Any) -> list[str]:
     return lines
 
 
+def _field_text(field: Any) -> str:
+    return (f"rf {pair(field['rf'])} (shortest path {pair(field['rf_min'])}), stride {pair(field['stride'])}, "
+            f"padding {pair(field['padding'])}" + (", global (some path sees the whole input)" if field["global"]
+                                                   else ""))
+
+
 def field_result_lines(result: Any) -> list[str]:
     """`rf_lines` and what `rf` measured: the empirical check's count, the effective field."""
     lines = rf_lines(result.report)
     check = result.check
     if check is not None:
-        lines.append(f"Empirical check (autograd on a linear positive copy): {check.measured - check.differ}/"
-                     f"{check.measured} measured fields equal the analytic ones"
-                     + (f"; {check.unmeasurable} rows not measurable (no module call returns their tensor)"
-                        if check.unmeasurable else ""))
+        lines.extend(check.summary_lines())
     found = result.effective
     if found is not None:
         lines.append(f"Effective field of {found.layer} unit ({found.unit[0]}, {found.unit[1]}): 50% of the mass "

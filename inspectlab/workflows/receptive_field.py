@@ -4,6 +4,7 @@ the effective field of one output drawn as a heatmap."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,15 +12,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspectlab.analysis.memory import estimate_memory
-from inspectlab.analysis.receptive_field import FieldMap, FieldRow, RfRow, field_report, field_rows, receptive_fields
+from inspectlab.analysis.receptive_field import (
+    FieldMap,
+    FieldRow,
+    RfRow,
+    field_report,
+    field_rows,
+    plain_number,
+    receptive_fields,
+)
 from inspectlab.analysis.report import Report
 from inspectlab.analysis.summary import input_details
+from inspectlab.core.display import Displayable
 from inspectlab.core.errors import InspectlabError
 from inspectlab.core.io import check_writable
 from inspectlab.core.shapes import InputSize, shape_text
 from inspectlab.render.erf_plot import erf_png
 from inspectlab.runtime.effective_rf import effective_field
-from inspectlab.runtime.empirical_rf import EmpiricalRow, check_fields
+from inspectlab.runtime.empirical_rf import CheckRun, EmpiricalRow, row_verdict, run_checks
 from inspectlab.runtime.memory import check_fits
 from inspectlab.workflows.files import write_files
 from inspectlab.workflows.guard import hands_off
@@ -34,11 +44,41 @@ UNITS = ("centre", "first", "last")
 
 @dataclass
 class FieldCheck:
-    """What the empirical check found: fields measured, how many differ, rows it could not measure."""
+    """What the empirical check found, per row of the table: `equal` (everything measured equals the
+    analysis), `differ`, `unmeasurable` (not checkable: `reasons` says why, reason -> rows), and on equal rows
+    what was not checked (`unchecked`: note -> rows, e.g. a stride where the field reaches the input's edges);
+    `measured` = equal + differ. What it cost: forwards and backwards (float64 among them), seconds (in the
+    JSON document, not in the lines, which stay the same from run to run)."""
 
     measured: int
     differ: int
     unmeasurable: int
+    equal: int = 0
+    strides_checked: int = 0  # rows with at least one stride measured
+    reasons: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    unchecked: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    forwards: int = 0
+    backwards: int = 0
+    float64_backwards: int = 0
+    seconds: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        """The lines under the table: the counts, then why each row not checkable is not, then what equal rows
+        left unchecked (a few row names each)."""
+        cost = (f"{self.backwards} backward{'s' if self.backwards != 1 else ''} after {self.forwards} "
+                f"forward{'s' if self.forwards != 1 else ''}"
+                + (f", {self.float64_backwards} in float64" if self.float64_backwards else ", float32"))
+        lines = [f"Empirical check (autograd on a linear positive copy): {self.equal} rows equal, {self.differ} "
+                 f"differ, {self.unmeasurable} not checkable; strides measured on {self.strides_checked} rows "
+                 f"({cost})"]
+        lines += [f"Not checkable: {_names(rows)}: {reason}" for reason, rows in self.reasons.items()]
+        lines += [f"Not checked: {_names(rows)}: {note}" for note, rows in self.unchecked.items()]
+        return lines
+
+
+def _names(rows: list[str], shown: int = 4) -> str:
+    more = len(rows) - shown
+    return ", ".join(rows[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 @dataclass
@@ -56,7 +96,7 @@ class EffectiveFieldResult:
 
 
 @dataclass
-class FieldResult:
+class FieldResult(Displayable):
     """The rf command's result: the table (with checks attached to its rows), and what was measured."""
 
     report: Report[RfRow]
@@ -100,14 +140,20 @@ def rf(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *, args:
     result = FieldResult(report, tuple(recorded.tensors[fields.input_id].shape))
     if not (empirical or erf):
         return result
-    check_fits(_autograd_peak(recorded), torch.device(device), f"the autograd runs of {model_name(model_or_spec)}")
+    what = f"the autograd runs of {model_name(model_or_spec)}"
+    if not force:
+        check_fits(_autograd_peak(recorded, empirical, erf is not None), torch.device(device), what)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = resolve(model_or_spec, args, "cpu", weights, strict).module
     with hands_off(network, real=True, owned=isinstance(model_or_spec, str)):
         if empirical:
-            checks = check_fields(network, fields, rows, result.input_shape, device, list(units))
-            report.layers, result.check = _attach_checks(report.layers, checks)
+            started = time.perf_counter()
+            fallback = _autograd_peak(recorded, empirical, False, float64=True)
+            run = run_checks(network, fields, rows, result.input_shape, device, list(units), before_float64=None if
+                             force else lambda: check_fits(fallback, torch.device(device), f"{what} in float64"))
+            report.layers, result.check = _attach_checks(report.layers, rows, run)
+            result.check.seconds = time.perf_counter() - started
         if erf is not None:
             result.effective = _effective_field(network, fields, erf_layer, result.input_shape, samples, seed,
                                                 device, weights, erf, force, model_name(model_or_spec))
@@ -134,33 +180,79 @@ def _with_inputs(report: Report[RfRow], recorded: Trace) -> Report[RfRow]:
     return report
 
 
-def _autograd_peak(recorded: Trace) -> int:
-    """The most the checks hold: a float64 copy of the model (8 bytes an element where the float32 trace
-    counts 4) with every activation of its forward kept for the backward, for a batch of up to 4 inputs (the
-    ERF's chunk)."""
+def _autograd_peak(recorded: Trace, empirical: bool, erf: bool, float64: bool = False) -> int:
+    """The most the real runs hold besides the model: a copy of it, and every activation of its forward kept for
+    the backward plus as much again for the backward's own tensors; float32 (the empirical check: one input),
+    float64 for the check's fallback (8 bytes an element where the float32 trace counts 4), a batch of 4 inputs
+    for the effective field (its chunk)."""
     memory = estimate_memory(recorded)
-    return 2 * (memory.param_bytes + memory.buffer_bytes + 4 * memory.activation_bytes)
+    state, activations = memory.param_bytes + memory.buffer_bytes, memory.activation_bytes
+    if float64:
+        return 2 * (state + 2 * activations)
+    return state + max(2 * activations if empirical else 0, 8 * activations if erf else 0)
 
 
-def _attach_checks(rows: list[Any], checks: list[EmpiricalRow]) -> tuple[list[Any], FieldCheck]:
-    """Each row with its measurements (`empirical`, and for the table `measured`, `check`)."""
+def _attach_checks(table: list[Any], rows: list[FieldRow], run: CheckRun) -> tuple[list[Any], FieldCheck]:
+    """Each table row with its verdict and measurements (`empirical`; for the table `measured`, `check`), and
+    the counts."""
     by_name: dict[str, list[EmpiricalRow]] = {}
-    for check in checks:
-        by_name.setdefault(check.name, []).append(check)
-    checked, differ = [], 0
-    for row in rows:
-        found = [c for c in by_name.get(row["name"], []) if c.reachable]
-        differ += sum(not c.match for c in found)
+    for entry in run.rows:
+        by_name.setdefault(entry.name, []).append(entry)
+    summary = FieldCheck(0, 0, 0, forwards=run.forwards, backwards=run.backwards,
+                         float64_backwards=run.float64_backwards)
+    checked = []
+    for line, row in zip(table, rows, strict=True):
+        entries = by_name.get(row.name, [])
+        status, notes = row_verdict(row, entries)
+        if status == "not checkable":
+            summary.unmeasurable += 1
+            for note in notes:
+                summary.reasons.setdefault(note, []).append(row.name)
+        else:
+            summary.equal += status == "equal"
+            summary.differ += status == "differs"
+            if status == "equal":
+                for note in notes:
+                    summary.unchecked.setdefault(note, []).append(row.name)
+        summary.strides_checked += any(s.reason is None for e in entries for s in e.strides)
         checked.append(dataclasses.replace(
-            row,
-            empirical=[{"unit": c.mode, "index": c.unit, "analytic": c.analytic, "measured": c.measured,
-                        "fits": c.fits, "match": c.match} for c in found],
-            measured=" / ".join("all" if c.mode == "global" else shape_text(c.size) for c in found),
-            check=("✓" if all(c.match for c in found) else "✗") if found else "",
+            line,
+            empirical={"status": status, "notes": notes, "units": [_entry_document(e) for e in entries]},
+            measured=_measured_text(entries),
+            check={"equal": "✓", "differs": "✗"}.get(status, "–"),
         ))
-    measured = sum(c.reachable for c in checks)
-    unmeasurable = len({c.name for c in checks if not c.reachable})
-    return checked, FieldCheck(measured, differ, unmeasurable)
+    summary.measured = summary.equal + summary.differ
+    return checked, summary
+
+
+def _entry_document(entry: EmpiricalRow) -> dict[str, Any]:
+    return {"unit": entry.mode, "index": entry.unit, "analytic": entry.analytic, "measured": entry.measured,
+            "fits": entry.fits, "match": entry.match, "dtype": entry.dtype,
+            "strides": [{"axis": s.axis, "k": s.k, "unit": s.unit, "analytic": plain_number(s.analytic),
+                         "measured": plain_number(s.measured), "status": s.status,
+                         **({"reason": s.reason} if s.reason else {})} for s in entry.strides]}
+
+
+def _measured_text(entries: list[EmpiricalRow]) -> str:
+    """What the table's `measured` column shows: each unit's field and strides ("?" where not checkable),
+    "all" for a global row (every pixel), "none" for a constant one."""
+    parts = []
+    for entry in entries:
+        if not entry.reachable:
+            continue
+        if entry.mode == "global":
+            parts.append("all" if entry.match else "not all")
+        elif entry.mode == "constant":
+            parts.append("none" if entry.match else "some")
+        else:
+            strides = {s.axis: s.measured for s in entry.strides if s.reason is None}
+            stride = "×".join(_fraction(strides.get(a)) for a in range(len(entry.measured)))
+            parts.append(f"{shape_text(entry.size)} / {stride}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _fraction(value: Any) -> str:
+    return "?" if value is None else str(value)
 
 
 def _effective_field(network: torch.nn.Module, fields: FieldMap, layer: str | None, shape: tuple[int, ...],
