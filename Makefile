@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := $(BIN)/inspectlab summary unet --input 1,3,480,480
 
-.PHONY: demo test test-slow lint bench reports graphviz chromium clean docs
+.PHONY: demo test test-slow lint bench reports graphviz chromium clean coverage docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# docs/coverage.md: every analysis on every torchvision model, 98 timm architectures, smp × 5 encoders and 12
+# transformers configs, each model in a worker process (34 min with JOBS=1 on a shared 2-core machine).
+JOBS ?= 1
+coverage: $(VENV)/.installed-dev graphviz
+	$(BIN)/python benchmarks/coverage.py --jobs $(JOBS)
 
 # Example reports in reports/ (CPU latency: slow, several minutes; numbers depend on the machine).
 SEGMENTATION := unet deeplabv3plus_resnet50 deeplabv3plus_hrnetv2_w32 lraspp_mobilenet_v3_large matting_mobilenetv3

@@ -100,3 +100,19 @@ def test_user_errors_are_one_line(tmp_path):
     one_line_error(invoke("graph", "resnet_18", "-f", "dot"), "unknown model")
     one_line_error(invoke("graph", *SMALL, "-f", "dot", "-o", str(tmp_path / "missing" / "g.dot")), "does not exist")
     assert invoke("graph", *SMALL, "-f", "gif").exit_code == 2  # Typer rejects the choice
+
+
+def test_dash_output_is_stdout(tmp_path, monkeypatch):
+    """`-o -` writes to stdout, never a file named '-': the dot source as without -o, the SVG as text."""
+    monkeypatch.chdir(tmp_path)
+    dot = invoke("graph", *SMALL, "-d", "1", "-f", "dot", "-o", "-")
+    assert dot.exit_code == 0, dot.output
+    assert dot.stdout == invoke("graph", *SMALL, "-d", "1", "-f", "dot").stdout and counts(dot.stdout) == (12, 11)
+    assert "wrote" not in dot.stderr
+    if shutil.which("dot") is not None:
+        svg = invoke("graph", *SMALL, "-d", "1", "-o", "-")
+        assert svg.exit_code == 0, svg.output
+        assert svg.stdout.lstrip().startswith(("<?xml", "<svg", "<!DOCTYPE")) and "</svg>" in svg.stdout
+        png = invoke("graph", *SMALL, "-d", "1", "-f", "png", "-o", "-")
+        assert png.exit_code == 0 and png.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == []

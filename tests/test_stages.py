@@ -1,8 +1,10 @@
 """`inspectlab stages` and `compare --stages`: the feature pyramid of a backbone (docs/stages.md).
 
 ResNet-50's pyramid exactly; an encoder-decoder (UNet: its downsampling path only); HRNet (its final parallel
-branches); a timm features_only model (its own feature_info); cumulative MACs and params against the summary's
-per-call rows; the json/csv/markdown outputs; compare --stages on two backbones; one-line errors.
+branches); a timm features_only model (its own feature_info); plain timm models read from the trace against
+timm's own feature_info; smp networks (the encoder's pyramid, as smp's `encoder.out_channels` says, never a
+padding module or the decoder); a DeepLab head after the backbone; cumulative MACs and params against the
+summary's per-call rows; the json/csv/markdown outputs; compare --stages on two backbones; one-line errors.
 """
 
 from __future__ import annotations
@@ -94,6 +96,70 @@ def test_timm_features_only_uses_its_feature_info() -> None:
     assert plain.extra["method"] == "trace"
     assert [(r.name, r.channels, r.cumulative_macs) for r in plain.layers[1:]] == [
         (r.name, r.channels, r.cumulative_macs) for r in report.layers]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "regnety_002", "densenet121"])
+def test_timm_plain_models_match_their_feature_info(name: str, offline: list) -> None:
+    """Read from the trace alone, a plain timm classifier gives the pyramid timm itself names for the model
+    (`features_only=True`'s feature_info: module, stride, channels), the head before the pooling left out
+    (EfficientNet's 1×1 `conv_head` to 1280 channels runs after `blocks`, the call that made every stride)."""
+    timm = pytest.importorskip("timm")
+    report = api.stages(f"timm:{name}", (1, 3, 64, 64))
+    info = timm.create_model(name, pretrained=False, features_only=True).feature_info
+    assert report.extra["method"] == "trace"
+    assert [(r.name, r.stride, r.channels) for r in report.layers] == list(
+        zip(info.module_name(), info.reduction(), info.channels(), strict=True))
+
+
+@pytest.mark.parametrize(("arch", "encoder"), [("FPN", "resnet34"), ("FPN", "efficientnet-b0"),
+                                              ("Unet", "efficientnet-b0"), ("DeepLabV3", "resnet34"),
+                                              ("PAN", "efficientnet-b0"), ("PSPNet", "efficientnet-b0")])
+def test_smp_stages_are_the_encoders_pyramid(arch: str, encoder: str, offline: list) -> None:
+    """An smp network's stages are what its encoder returns to the decoder, `encoder[1]`..: smp's own
+    `encoder.out_channels` (its [0] is the input image), at strides 2, 4, 8, ... up to the encoder's output
+    stride (DeepLabV3 dilates to 8, PAN to 16, PSPNet stops after 3 stages). Never a padding module
+    (efficientnet-b0's `ZeroPad2d` makes a stride-1 copy of the image at 0 MACs), never the decoder (FPN's
+    `decoder.p5` is a 1×1 conv of the stride-32 map, made after it), never blocks that the network computes
+    and throws away (PSPNet's efficientnet-b0 runs 4 blocks at stride 16 whose output nothing reads)."""
+    pytest.importorskip("segmentation_models_pytorch")
+    args, size = {"encoder_name": encoder}, (1, 3, 128, 128)
+    model = api.build_model(f"smp:{arch}", args)
+    channels = list(model.encoder.out_channels[1:])
+    report = api.stages(f"smp:{arch}", size, args=args)
+    rows = [(r.name, r.channels) for r in report.layers]
+    strides = [r.stride for r in report.layers]
+    # dilated encoders return several maps at their output stride: the stage there is the last of them
+    expected = {2 ** min(k + 1, {"DeepLabV3": 3, "PAN": 4}.get(arch, 5)): (f"encoder[{k + 1}]", c)
+                for k, c in enumerate(channels)}
+    assert rows == list(expected.values()) and strides == list(expected)
+    encoder_macs = next(r for r in api.summary(f"smp:{arch}", size, args=args, depth=1).layers
+                        if r["name"] == "encoder")["macs"]
+    assert report.layers[-1].cumulative_macs <= encoder_macs < report.totals["macs"]
+    if arch not in ("PSPNet",):  # the last stage is the encoder's last map: all of its MACs, not the decoder's
+        assert report.layers[-1].cumulative_macs == encoder_macs
+
+
+def test_fpn_cli_names_no_padding_and_no_decoder() -> None:
+    """The reported case: `stages smp:FPN --arg encoder_name=... --arg encoder_weights=None`."""
+    pytest.importorskip("segmentation_models_pytorch")
+    for encoder in ("resnet34", "efficientnet-b0"):
+        result = run_cli("stages", "smp:FPN", "--arg", f"encoder_name={encoder}", "--arg", "encoder_weights=None",
+                         "--input", "1,3,128,128", "--format", "json")
+        assert result.exit_code == 0, result.output
+        layers = json.loads(result.output)["layers"]
+        assert [row["stride"] for row in layers] == [2, 4, 8, 16, 32]
+        assert all(row["name"].startswith("encoder[") and row["cumulative_macs"] > 0 for row in layers)
+
+
+def test_deeplab_heads_are_not_stages() -> None:
+    """torchvision's DeepLabV3 runs its ASPP head at the backbone's output stride (8, dilated layer3/layer4):
+    the stage there is the backbone's last map (`layer4`, 2048 channels), not the head's logits."""
+    report = api.stages("tv:deeplabv3_resnet50", (1, 3, 64, 64))
+    assert [(r.name, r.stride, r.channels) for r in report.layers] == [
+        ("backbone.relu", 2, 64), ("backbone.layer1", 4, 256), ("backbone.layer4", 8, 2048)]
+    backbone = next(r for r in api.summary("tv:deeplabv3_resnet50", (1, 3, 64, 64), depth=1).layers
+                    if r["name"] == "backbone")
+    assert report.layers[-1].cumulative_macs == backbone["macs"]
 
 
 def test_json_csv_markdown_and_table() -> None:

@@ -8,11 +8,18 @@ The rule for any other model (docs/stages.md):
 1. Candidates are module-call outputs that are still feature maps: their field (`receptive_fields`) is known
    and keeps every image axis on a tensor dim, and they are not pooled to a fixed grid (nor computed from such
    a map alone: `pooled_to_a_grid`). Classifier heads (pooled, flattened) have no stride and never count.
-   A tensor's stride is its effective stride (jump), the largest over the image axes.
-2. The encoder ends at the top: the last-made module output at the coarsest stride S. A candidate belongs to
-   the encoder if it was made before the top and the top depends on it, or the call that returned the top
-   also returned it (HRNet's parallel branches). What follows the top (a decoder going back up) and side
-   branches the top does not read (DeepLabV3+'s low-level projection) are not part of the pyramid.
+   A tensor's stride is its effective stride (jump), the largest over the image axes. Left out too: maps the
+   model's outputs do not depend on (dead ends), maps made by a module that does no arithmetic (a
+   `ZeroPad2d`: a padded copy of a map, not a feature), and maps made inside a call that goes back up (one
+   whose returned maps are all finer than the coarsest map it reads or makes: a decoder, an FPN's top-down
+   path, a head that upsamples; HRNet's stages return their coarsest branch, so they are not such calls).
+2. The encoder ends with the innermost module call that alone made maps at every stride, going down from the
+   root while exactly one child call does (an smp `encoder`, a torchvision `backbone`, timm's `blocks`): what
+   runs after it at its level (an ASPP, a classifier's 1×1 expansion before the pooling, a decoder working
+   at the coarsest stride) is not part of the pyramid; what ran before it (a stem) is. Within it, the top is
+   the last-made candidate at the coarsest stride S. A candidate belongs to the encoder if it was made before
+   the top and the top depends on it, or the call that returned the top also returned it (HRNet's parallel
+   branches); side branches the top does not read (DeepLabV3+'s low-level projection) are not stages.
 3. The module depth: at depth d the model reads as the calls at depth d plus the shallower calls without
    children. The depth is the shallowest d whose encoder outputs reach every stride that the encoder's
    outputs at any depth reach (ResNet: depth 1, `layer1`..`layer4`; ConvNeXt and MobileNet: depth 2,
@@ -25,13 +32,14 @@ The rule for any other model (docs/stages.md):
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from inspectlab.analysis.compare import pooled_to_a_grid
-from inspectlab.analysis.flops import FlopCount, count_flops
+from inspectlab.analysis.flops import FlopCount, Totals, count_flops
 from inspectlab.analysis.params import count_params_of_node
 from inspectlab.analysis.receptive_field import FieldMap, field_columns, plain_number
 from inspectlab.analysis.report import Report, Row
@@ -103,10 +111,11 @@ def stage_report(trace: Trace, fields: FieldMap, model: str, given: Sequence[Giv
     """The pyramid as a Report: one StageRow per stride (finest first); `given`: the model's own stages
     (timm's feature_info), in the order of the model's outputs. Raises when no module output is a map."""
     count = count or count_flops(trace)
-    outputs = _feature_maps(trace, fields)
+    maps = _map_strides(trace, fields)
+    outputs = _feature_maps(trace, maps)
     found = _from_given(trace, fields, outputs, given) if given else None
     if found is None:
-        found = _from_trace(trace, outputs)
+        found = _from_trace(trace, outputs, maps, count)
         if given:
             found.notes.insert(0, f"the model's feature_info names {len(given)} features, but its outputs are "
                                "not those maps: stages found from the trace instead")
@@ -156,25 +165,28 @@ def integral_keys(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> lis
 # finding the stages
 
 
-def _feature_maps(trace: Trace, fields: FieldMap) -> list[_Output]:
-    """Every module-call output (root aside, unless it has no children) that is a feature map, in call order."""
+def _map_strides(trace: Trace, fields: FieldMap) -> dict[int, Fraction]:
+    """Every activation that is a feature map (rule 1), with its stride."""
     pooled = pooled_to_a_grid(trace)
-    parents = {call.parent for call in trace.calls}
-    found = []
-    for call in trace.calls:
-        if call.parent is None and call.index in parents:
+    maps = {}
+    for tensor, info in fields.items():
+        if (tensor in pooled or trace.tensors[tensor].kind != "activation" or not info.axes or info.unknown
+                or any(d is None for d in info.dims)):
             continue
-        for position, tensor in enumerate(call.outputs):
-            info = fields.of(tensor)
-            if (tensor in pooled or trace.tensors[tensor].kind != "activation" or not info.axes or info.unknown
-                    or any(d is None for d in info.dims)):
-                continue
-            found.append(_Output(call, position, tensor, max(info.stride or (Fraction(1),))))
-    return found
+        maps[tensor] = max(info.stride or (Fraction(1),))
+    return maps
 
 
-def _from_trace(trace: Trace, outputs: list[_Output]) -> _Found:
-    encoder = _encoder(trace, outputs)
+def _feature_maps(trace: Trace, maps: Mapping[int, Fraction]) -> list[_Output]:
+    """Every module-call output (root aside, unless it has no children) that is a feature map, in call order."""
+    parents = {call.parent for call in trace.calls}
+    return [_Output(call, position, tensor, maps[tensor]) for call in trace.calls
+            if not (call.parent is None and call.index in parents)
+            for position, tensor in enumerate(call.outputs) if tensor in maps]
+
+
+def _from_trace(trace: Trace, outputs: list[_Output], maps: Mapping[int, Fraction], count: FlopCount) -> _Found:
+    encoder = _encoder(trace, outputs, maps, count)
     if not encoder:
         return _Found([])
     wanted = {o.stride for o in encoder}
@@ -197,16 +209,85 @@ def _from_trace(trace: Trace, outputs: list[_Output]) -> _Found:
     return _Found([first_of[last_at[s].tensor] for s in sorted(last_at)], depth)
 
 
-def _encoder(trace: Trace, outputs: list[_Output]) -> list[_Output]:
+def _encoder(trace: Trace, outputs: list[_Output], maps: Mapping[int, Fraction], count: FlopCount
+             ) -> list[_Output]:
     """The candidates of the encoder (rule 2), in the order their maps were made (then call order)."""
-    if not outputs:
+    # what the model's outputs are computed from (no dead ends); everything when no output is a tensor
+    live = _inputs_of(trace, *trace.outputs) if trace.outputs else set(trace.tensors)
+    up = _going_up(trace, {tensor: stride for tensor, stride in maps.items() if tensor in live})
+    idle = {call.index for call in trace.calls if count.of_call(call.index) == _NO_WORK}
+    kept = [o for o in outputs if o.tensor in live and _made(trace, o) not in up and not _idle(trace, o, idle)]
+    if not kept:
         return []
-    made = sorted(outputs, key=lambda o: (_made(trace, o), o.call.index))
-    coarsest = max(o.stride for o in outputs)
+    end = _encoder_end(trace, kept)
+    kept = [o for o in kept if _made(trace, o) < end]
+    made = sorted(kept, key=lambda o: (_made(trace, o), o.call.index))
+    coarsest = max(o.stride for o in kept)
     top = max((o for o in made if o.stride == coarsest), key=lambda o: _made(trace, o))
     needed = _inputs_of(trace, top.tensor) | set(top.call.outputs)
     end = _made(trace, top)
     return [o for o in made if _made(trace, o) <= end and o.tensor in needed]
+
+
+_NO_WORK = Totals(0, 0)
+
+
+def _idle(trace: Trace, output: _Output, idle: set[int]) -> bool:
+    """The map was made by a module that does no arithmetic (padding, a reshape, a concatenation alone): a
+    copy of maps made before it, not a feature of its own."""
+    producer = trace.tensors[output.tensor].producer
+    return producer is not None and trace.ops[producer].module_call in idle
+
+
+def _going_up(trace: Trace, maps: Mapping[int, Fraction]) -> set[int]:
+    """The ops inside a call that goes back up: one (the root aside) whose returned maps are all finer than the
+    coarsest map its ops read or write (a decoder, an FPN's top-down path, a head that upsamples)."""
+    coarsest_of_op = [max((maps[t] for t in (*op.inputs, *op.outputs) if t in maps), default=None)
+                      for op in trace.ops]
+    ops: set[int] = set()
+    for call in trace.calls:
+        returned = [maps[t] for t in call.outputs if t in maps]
+        if call.parent is None or not returned or any(
+                t not in maps and trace.tensors[t].kind == "activation" for t in call.outputs):
+            continue  # the root, a head without maps, or a call some of whose outputs have no known field
+        seen = [s for s in coarsest_of_op[call.first_op:call.end_op] if s is not None]
+        if seen and max(returned) < max(seen):
+            ops.update(call.op_range())
+    return ops
+
+
+def _encoder_end(trace: Trace, kept: list[_Output]) -> int:
+    """The op index where the encoder ends: the end of the innermost module call that alone made maps at every
+    stride (an smp `encoder`, a torchvision `backbone`, timm's `blocks`), going down from the root while exactly
+    one child call does; what runs after it at its level (a 1×1 expansion before the pooling, an ASPP, a
+    decoder) is not part of the pyramid, what ran before it (a stem) is. An implicit call (a ModuleList whose
+    children ran in a loop) is looked through."""
+    made_at: dict[Fraction, list[int]] = {}
+    for output in kept:
+        made_at.setdefault(output.stride, []).append(_made(trace, output))
+    for indices in made_at.values():
+        indices.sort()
+
+    def reaches_all(call: ModuleCall) -> bool:
+        for indices in made_at.values():
+            k = bisect_left(indices, call.first_op)
+            if k == len(indices) or indices[k] >= call.end_op:
+                return False
+        return True
+
+    children: dict[int | None, list[ModuleCall]] = {}
+    for call in trace.calls:
+        if not call.implicit:
+            parent = call.parent
+            while parent is not None and trace.calls[parent].implicit:
+                parent = trace.calls[parent].parent
+            children.setdefault(parent, []).append(call)
+    container = next(call for call in trace.calls if call.parent is None)
+    while True:
+        inner = [call for call in children.get(container.index, []) if reaches_all(call)]
+        if len(inner) != 1:
+            return container.end_op
+        container = inner[0]
 
 
 def _made(trace: Trace, output: _Output) -> int:
@@ -214,10 +295,10 @@ def _made(trace: Trace, output: _Output) -> int:
     return producer if producer is not None else output.call.first_op
 
 
-def _inputs_of(trace: Trace, tensor: int) -> set[int]:
-    """The tensor and every tensor it was computed from (the dataflow graph, backwards)."""
-    seen = {tensor}
-    stack = [tensor]
+def _inputs_of(trace: Trace, *tensors: int) -> set[int]:
+    """The tensors and every tensor they were computed from (the dataflow graph, backwards)."""
+    seen = set(tensors)
+    stack = list(tensors)
     while stack:
         producer = trace.tensors[stack.pop()].producer
         if producer is None:

@@ -35,6 +35,9 @@ class GraphFormat(str, Enum):
     dot = "dot"
 
 
+STDOUT = "-"  # `-o -`: write to stdout instead of a file
+
+
 class RankDir(str, Enum):
     TB = "TB"
     LR = "LR"
@@ -55,8 +58,8 @@ def graph_command(
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="svg, png, pdf (these need Graphviz's `dot` "
                                              "program) or dot (the source; needs nothing).")] = GraphFormat.svg,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="File to write. Default: MODEL.FORMAT in the current folder (e.g. resnet50.svg); "
-        "with --format dot and no -o, the dot source goes to stdout.")] = None,
+        "--output", "-o", help="File to write, or - for stdout. Default: MODEL.FORMAT in the current folder (e.g. "
+        "resnet50.svg); with --format dot and no -o, the dot source goes to stdout.")] = None,
     rankdir: Annotated[RankDir, typer.Option("--rankdir", help="Layout direction: TB (top to bottom) or LR.")]
     = RankDir.TB,
     collapse: Annotated[bool, typer.Option("--collapse-repeats/--no-collapse-repeats",
@@ -74,6 +77,8 @@ def graph_command(
 
     require_dot(fmt.value)
     target = output if output is not None or fmt is GraphFormat.dot else default_output(model, fmt.value)
+    if target == STDOUT:
+        target = None
     if target is not None:
         check_writable(target, force)
     data = input_file(inputs_file, inputs)
@@ -81,7 +86,13 @@ def graph_command(
                         weights=weights, strict=not non_strict, rankdir=rankdir.value,
                         collapse_repeats=collapse, show=show)
     if target is None:
-        sys.stdout.write(digraph.source)
+        if fmt is GraphFormat.dot:
+            sys.stdout.write(digraph.source)
+        elif fmt is GraphFormat.svg:
+            sys.stdout.write(render_bytes(digraph, fmt.value).decode("utf-8"))
+        else:  # png, pdf: the bytes, for a pipe
+            sys.stdout.flush()
+            sys.stdout.buffer.write(render_bytes(digraph, fmt.value))
         return
     write_atomic(target, render_bytes(digraph, fmt.value), force)
     typer.echo(f"wrote {target}", err=True)
