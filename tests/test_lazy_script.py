@@ -138,3 +138,16 @@ def test_a_frozen_script_module_and_a_script_module_in_another_dtype_are_refused
         api.summary(frozen, SHAPE)
     with pytest.raises(InspectlabError, match=r"its own parameters \(float32 on cpu\)"):
         api.summary(torch.jit.script(eager_twin().eval()), SHAPE, dtype="float16")
+
+
+def test_flops_compare_counts_a_lazy_model_on_a_materialised_copy_and_real_runs_refuse_it() -> None:
+    """The peers run on the copy the trace materialised (each equals its own number); a real run that would be
+    the model's first forward (latency, dump, rf --empirical) and `tree` refuse in one line; the model stays lazy."""
+    model = nn.Sequential(nn.LazyConv2d(8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    report = api.flops(model, (1, 3, 16, 16), compare=True)
+    assert all(row.match for row in report.layers if row.convention in ("torch", "fvcore", "torchinfo"))
+    for run in (lambda: api.latency(model, (1, 3, 16, 16), iters=2), lambda: api.tree(model),
+                lambda: api.rf(model, (1, 3, 16, 16), empirical=True)):
+        with pytest.raises(InspectlabError, match="lazy modules"):
+            run()
+    assert all(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
+from inspectlab.core.errors import InspectlabError
 from inspectlab.tracing.records import Trace
 
 
@@ -50,6 +52,10 @@ def count_params(module: nn.Module, recurse: bool = True, device: torch.device |
     where = torch.device(device) if isinstance(device, str) else device
     params = [p for p in module.parameters(recurse=recurse) if where is None or p.device == where]
     buffers = [b for b in module.buffers(recurse=recurse) if where is None or b.device == where]
+    if any(is_lazy(t) for t in (*params, *buffers)):
+        raise InspectlabError("the model has lazy modules (nn.LazyLinear, nn.LazyConv2d, ...): their parameters have "
+                              "no shape until a first forward; summary and flops count them on a materialised "
+                              "copy, other commands need the model called once first")
     total, trainable = _sum_params((p.numel(), p.requires_grad) for p in params)
     return ParamCounts(
         total=total,

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from inspectlab.core.errors import InspectlabError
+from inspectlab.tracing.build import has_lazy, lazy_modules
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
                "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -141,6 +142,11 @@ def hands_off(model: nn.Module, *, real: bool = False, train: bool = False, owne
     parameters and buffers are restored if written. `owned`: inspectlab built the model for this call, so
     its values need no copy (the RNG is still forked). `copies=False` (timed runs, whose measured memory a copy
     would change): parameters and buffers are watched by their version counters, and a write raises."""
+    if real and not owned and has_lazy(model):
+        raise InspectlabError(
+            f"the model has lazy modules ({', '.join(lazy_modules(model))}) whose parameters its first forward would "
+            "create, and a real run would be that forward, changing the model: call the model once first (summary "
+            "and flops, which work on a materialised copy, need not)")
     taken = snapshot(model, real and not owned, copies)
     grad_mode = torch.is_grad_enabled()
     try:

@@ -27,6 +27,7 @@ from inspectlab.core.shapes import InputSize
 from inspectlab.runtime.memory import check_fits
 from inspectlab.runtime.peers import peer_totals
 from inspectlab.runtime.peers_extra import extra_peer_totals
+from inspectlab.tracing.build import has_lazy, materialised
 from inspectlab.tracing.inputs import as_call, example_call, on_device, positional
 from inspectlab.workflows.guard import hands_off
 from inspectlab.workflows.models import ModelOrSpec, input_specs, model_name, resolve
@@ -66,12 +67,15 @@ def flops(model_or_spec: ModelOrSpec, input_size: InputSize | None = None, *,
             built = resolve(model_or_spec, args, "cpu", weights, strict)
         inputs = on_device(as_call(input_data), "cpu") if input_data is not None else example_call(
             input_specs(model_or_spec, input_size, args), "float32", "cpu", seed=SEED)
-        pruned = pruning_masks(built.module)
+        module, owned = built.module, isinstance(model_or_spec, str)
+        if has_lazy(module):  # the peers run on a copy its first forward materialised, as the trace did
+            module, owned = materialised(module, inputs.args, inputs.kwargs, "cpu"), True
+        pruned = pruning_masks(module)
         check_fits(estimate_memory(recorded).peak_bytes, torch.device("cpu"), f"{model_name(model_or_spec)}'s peers")
-        with hands_off(built.module, real=True, owned=isinstance(model_or_spec, str)):
-            call_inputs = positional(built.module, inputs, "flops --compare")
-            peers = peer_totals(built.module, call_inputs, backward)
-            peers.update(extra_peer_totals(built.module, call_inputs, backward))  # ptflops, thop where installed
+        with hands_off(module, real=True, owned=owned):
+            call_inputs = positional(module, inputs, "flops --compare")
+            peers = peer_totals(module, call_inputs, backward)
+            peers.update(extra_peer_totals(module, call_inputs, backward))  # ptflops, thop where installed
     totals = summarize(recorded, model_name(model_or_spec), depth=0, backward=backward, count=count)
     rows = convention_rows(count, backward, peers, pruned) + extra_rows(count, backward, peers)
     return Report(model=totals.model, inputs=totals.inputs, layers=rows,
