@@ -15,6 +15,7 @@ combines two):
 - `<!-- transcript: slow -->`: minutes of work (an empirical receptive field of a big model): generated
   by `make docs`, checked only by the slow tests;
 - `<!-- transcript: skip (why) -->`: shown as written, never run (a command that would download, say).
+Memory estimates are made for a 2-thread AVX-512 CPU (`INSPECTLAB_CPU_KERNELS=AVX512:2`), whatever runs them.
 A command may go on over lines ending in `\\`; its output is everything after it up to the next `$ ` line
 or the end of the block.
 """
@@ -40,6 +41,9 @@ DIRECTIVE = re.compile(r"<!--\s*transcript:\s*([a-z ]+)")
 MARKS = {"timing", "slow", "skip"}
 NUMBER = re.compile(r"\d[\d,.]*")
 TIMEOUT_S = 900
+# Memory estimates count the CPU kernels' own buffers, which depend on the CPU and its threads: the transcripts
+# are made, and checked, for one reference machine whatever machine runs them (a 2-thread AVX-512 CPU).
+CPU_KERNELS = {"INSPECTLAB_CPU_KERNELS": "AVX512:2"}
 
 
 @dataclass
@@ -139,7 +143,7 @@ def run_block(commands: list[str]) -> list[list[str]]:
         script = "status=0\n" + "".join(f"echo {marker}\n(exit $status)\n{command}\nstatus=$?\n"
                                          for command in commands)
         env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-               "NO_COLOR": "1", "TERM": "dumb"}
+               "NO_COLOR": "1", "TERM": "dumb", **CPU_KERNELS}
         env.pop("COLUMNS", None)
         done = subprocess.run(["bash", "-c", script], cwd=folder, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -155,7 +159,8 @@ def _in_process(command: str, folder: Path) -> list[str]:
     before = os.getcwd()
     os.chdir(folder)
     try:
-        result = CliRunner().invoke(app, shlex.split(_joined(command), comments=True)[1:], env={"COLUMNS": None})
+        result = CliRunner().invoke(app, shlex.split(_joined(command), comments=True)[1:],
+                                    env={"COLUMNS": None, **CPU_KERNELS})
     finally:
         os.chdir(before)
     return _lines(result.output)

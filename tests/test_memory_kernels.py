@@ -151,3 +151,16 @@ def test_inferred_strides_are_the_real_ones() -> None:
     layouts = Layouts(trace)
     assert [layouts.strides(t) for t in trace.outputs] == [t.stride() for t in real]
     assert [layouts.contiguous(t) for t in trace.outputs] == [t.is_contiguous() for t in real]
+
+
+def test_the_kernel_context_can_name_another_machine(monkeypatch) -> None:  # noqa: ANN001
+    from inspectlab.analysis.memory_kernels import KernelContext
+    from inspectlab.core.errors import InspectlabError
+
+    monkeypatch.setenv("INSPECTLAB_CPU_KERNELS", "AVX2:8")
+    assert (KernelContext.of_this_process().threads, KernelContext.of_this_process().block) == (8, 8)
+    monkeypatch.setenv("INSPECTLAB_CPU_KERNELS", "avx512:2")
+    assert (KernelContext.of_this_process().threads, KernelContext.of_this_process().block) == (2, 16)
+    monkeypatch.setenv("INSPECTLAB_CPU_KERNELS", "AVX9:x")
+    with pytest.raises(InspectlabError, match="CAPABILITY:THREADS"):
+        KernelContext.of_this_process()

@@ -17,10 +17,12 @@ number operand.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from inspectlab.analysis.memory_layout import Layouts
+from inspectlab.core.errors import InspectlabError
 from inspectlab.core.op_registry import OpRegistry
 from inspectlab.tracing.records import OpRecord, Trace
 
@@ -50,11 +52,21 @@ class KernelContext:
 
     @classmethod
     def of_this_process(cls) -> KernelContext:
+        """This process's CPU kernels: its CPU capability and intra-op threads, unless $INSPECTLAB_CPU_KERNELS
+        names others ("AVX512:2": capability and threads), so that an estimate can be made for another
+        machine (the docs' transcripts are made for one, whatever machine runs them)."""
         import torch
 
-        capability = torch.backends.cpu.get_cpu_capability()
+        capability, threads = torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()
+        pinned = os.environ.get("INSPECTLAB_CPU_KERNELS", "")
+        if pinned:
+            named, _, count = pinned.partition(":")
+            if not count.isdigit() or int(count) < 1 or named.upper() not in ("AVX512", "AVX2", "DEFAULT"):
+                raise InspectlabError(f"INSPECTLAB_CPU_KERNELS={pinned!r}: give CAPABILITY:THREADS, such as AVX512:2 "
+                                      "(AVX512, AVX2 or DEFAULT)")
+            capability, threads = named.upper(), int(count)
         block = 16 if capability.startswith("AVX512") else 8 if capability == "AVX2" else None
-        return cls(threads=torch.get_num_threads(), block=block,
+        return cls(threads=threads, block=block,
                    mkldnn=torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
