@@ -9,11 +9,11 @@ whose attention always takes torch's math path.
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
+from peer_references import flop_counter_mode, fvcore_total
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -26,27 +26,6 @@ from inspectlab.analysis.conventions import convention_count, convention_total
 from inspectlab.analysis.cpu_dispatch import FLASH_CPU, attention_calls, cpu_attention_backend
 from inspectlab.analysis.flops import count_flops
 from inspectlab.cli import app
-
-
-def flop_counter_mode(model: nn.Module, *inputs: torch.Tensor, backward: bool = False) -> int:
-    """FlopCounterMode's total for a CPU run in default grad mode (forward, or + the backward of the sum)."""
-    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
-        output = model(*inputs)
-        if backward:
-            output.sum().backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
-def fvcore_total(model: nn.Module, *inputs: torch.Tensor) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fvcore's import, jit TracerWarnings, unsupported ops
-        from fvcore.nn import FlopCountAnalysis
-
-        analysis = FlopCountAnalysis(model, inputs)
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        return analysis.total()
 
 
 class _Dispatched(TorchDispatchMode):

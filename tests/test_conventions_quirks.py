@@ -5,45 +5,16 @@ fvcore's FlopCountAnalysis and torchinfo.summary, run for real on the CPU in def
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.utils.prune as prune
+from peer_references import flop_counter_mode, fvcore_total, torchinfo_macs
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from inspectlab import api
 from inspectlab.analysis.conventions import convention_count, convention_total, pruning_masks
 from inspectlab.analysis.flops import count_flops
 from inspectlab.runtime.peers import peer_totals
-
-
-def flop_counter_mode(model: nn.Module, *inputs: torch.Tensor, backward: bool = False) -> int:
-    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
-        output = model(*inputs)
-        if backward:
-            output.sum().backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
-def fvcore_total(model: nn.Module, *inputs: torch.Tensor) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis
-
-        analysis = FlopCountAnalysis(model, inputs)
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        return analysis.total()
-
-
-def torchinfo_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
-    import torchinfo
-
-    return torchinfo.summary(model, input_data=list(inputs), device="cpu", verbose=0).total_mult_adds
-
 
 # ---- recurrent layers: oneDNN's LSTM on the CPU, fvcore's aten::lstm/gru/rnn_* ----
 

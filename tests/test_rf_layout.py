@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from test_receptive_field import analyse, assert_every_unit, positive, support
 from torch import nn
+from toy_models import ConvNeXtBlock
 
 from inspectlab import api
 from inspectlab.analysis import receptive_field as rf_module
@@ -29,24 +30,6 @@ torch.set_num_threads(1)
 
 # ------------------------------------------------------------------------------------------------
 # models
-
-
-class ConvNeXtBlock(nn.Module):
-    """The issue's toy: 7×7 depthwise conv, permute to NHWC, LayerNorm, Linear, GELU, Linear, permute back,
-    residual add (torchvision's CNBlock without the layer scale)."""
-
-    def __init__(self, channels: int = 4, residual: bool = True) -> None:
-        super().__init__()
-        self.dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
-        self.norm = nn.LayerNorm(channels)
-        self.fc1 = nn.Linear(channels, 4 * channels)
-        self.fc2 = nn.Linear(4 * channels, channels)
-        self.residual = residual
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dw(x).permute(0, 2, 3, 1)
-        y = self.fc2(F.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
-        return x + y if self.residual else y
 
 
 class Tokens(nn.Module):
